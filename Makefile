@@ -1,0 +1,40 @@
+# The two commands of the README. Each does all set-up from a fresh clone: the virtualenv, the
+# package with its test extras, and the system packages the tests use (nginx, from Debian).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench system-deps venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# nginx proves the end-to-end reload story; installed when missing and we are root on Debian.
+system-deps:
+	@command -v nginx >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing nginx-light (Debian) for the end-to-end test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
+	  else echo "nginx is not installed and cannot be installed here: the nginx test will skip"; fi; }
+
+demo: venv
+	$(BIN)/injector demo
+
+lint: venv
+	$(BIN)/ruff check injector tests bench
+	$(BIN)/mypy
+
+test: venv system-deps lint
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

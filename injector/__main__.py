@@ -1,0 +1,3 @@
+from injector.cli import main
+
+main()

@@ -1,0 +1,201 @@
+"""The ``injector`` command. The only place where exceptions become exit codes (errors.py lists them).
+
+Every failure ends as one line on stderr, ``injector: error: <what failed, where, what to do>``,
+and the exit code of its class, so an init container's failure reads well in ``kubectl describe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from injector import __version__
+from injector.errors import ConfigError, InjectorError
+from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from injector.redact import scrub
+from injector.units import format_duration, parse_duration
+
+__all__ = ["cli", "main"]
+
+logger = logging.getLogger("injector")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
+
+def logging_options(func: F) -> F:
+    """Adds ``--log-format`` and ``--log-level`` to a command (every command has them)."""
+    func = click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default="info",
+        envvar="INJECTOR_LOG_LEVEL",
+        show_default=True,
+        help="Least severe level logged.",
+    )(func)
+    return click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        default="text",
+        envvar="INJECTOR_LOG_FORMAT",
+        show_default=True,
+        help="text for people, json for log pipelines.",
+    )(func)
+
+
+def config_options(func: F) -> F:
+    """Adds ``--config`` and the flags that override config keys."""
+    func = click.option(
+        "--output-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="INJECTOR_OUTPUT_DIR",
+        help="Override output_dir (the in-memory volume shared with the app).",
+    )(func)
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        required=True,
+        envvar="INJECTOR_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The YAML config file (env: INJECTOR_CONFIG).",
+    )(func)
+
+
+def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
+    configure_logging(log_level, log_format)
+    from injector.config import load_config
+
+    overrides = {"output_dir": str(output_dir) if output_dir else None}
+    return load_config(config_path, overrides=overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="injector")
+def cli() -> None:
+    """Render Vault and AWS secrets and config templates into a pod's in-memory volume, keep them
+    fresh, and tell the app to reload.
+
+    \b
+    Start here:  injector validate -c injector.yaml    (no fetching)
+                 injector render -c injector.yaml --dry-run
+                 injector init -c injector.yaml        (init container)
+                 injector sidecar -c injector.yaml     (native sidecar)
+    """
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="2m",
+    show_default=True,
+    envvar="INJECTOR_INIT_TIMEOUT",
+    help="Give up (non-zero exit) when transient errors last this long.",
+)
+@logging_options
+def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: str, log_format: str) -> None:
+    """Render every template once into output_dir, then exit 0 (the init container).
+
+    Transient backend errors are retried with backoff and jitter until --timeout; anything else
+    fails at once with an exit code that says what kind of thing failed (see README).
+    """
+    config = _load(config_path, output_dir, log_level, log_format)
+    from injector.runner import run_init
+
+    result = run_init(config, timeout=timeout)
+    click.echo(
+        f"injector: rendered {result.files} file(s) from {result.references} reference(s) into "
+        f"{config.output_dir} in {format_duration(result.elapsed)} ({len(result.changed)} changed)",
+        err=True,
+    )
+
+
+@cli.command()
+@config_options
+@logging_options
+def validate(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> None:
+    """Check the config, template syntax, references and destinations without fetching anything."""
+    config = _load(config_path, output_dir, log_level, log_format)
+    from injector.validate import validate_config
+
+    report = validate_config(config)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(report.summary)
+
+
+@cli.command()
+@config_options
+@click.option("--dry-run/--no-dry-run", default=True, help="Only show what would change (the default).")
+@click.option("--show", is_flag=True, help="Print each file's contents with secret values masked.")
+@click.option("--show-values", is_flag=True, help="Print each file's contents unmasked (careful: secrets).")
+@click.option("--timeout", type=DURATION, default="30s", show_default=True, help="Give up after this long.")
+@logging_options
+def render(
+    config_path: Path,
+    output_dir: Path | None,
+    dry_run: bool,
+    show: bool,
+    show_values: bool,
+    timeout: float,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Fetch and render everything, and show what would change in output_dir; write nothing."""
+    if not dry_run:
+        raise click.UsageError("render only previews; use `injector init` to write the files")
+    config = _load(config_path, output_dir, log_level, log_format)
+    from injector.validate import preview
+
+    for line in preview(config, timeout=timeout, show=show or show_values, mask=not show_values):
+        click.echo(line)
+
+
+def main() -> None:
+    """The console script: run the CLI and turn errors into one line and an exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except InjectorError as exc:
+        message = scrub(str(exc))
+        logger.debug("exiting with %s (code %d)", type(exc).__name__, exc.exit_code)
+        click.echo(f"injector: error: {message}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("injector: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: never a traceback with a value in it
+        logger.debug("unexpected error", exc_info=True)
+        click.echo(
+            f"injector: internal error: {type(exc).__name__}: {scrub(str(exc))} "
+            "(please report it; run with --log-level debug for details)",
+            err=True,
+        )
+        sys.exit(ConfigError.exit_code - 1)

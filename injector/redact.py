@@ -1,0 +1,85 @@
+"""A process-wide safety net: every secret value fetched is registered here and scrubbed from
+log records and from the one error line the CLI prints.
+
+It is the second line of defence. The first is that values travel as ``Secret`` (masked repr) and
+that messages are built from references, never values; render.py redacts its own errors too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["MASK", "RedactingFilter", "register_value", "scrub"]
+
+MASK = "<redacted>"
+#: Shorter values are not scrubbed: masking "a" or "10" everywhere would garble every message.
+MIN_LENGTH = 4
+
+_lock = threading.Lock()
+_values: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def register_value(value: Any) -> None:
+    """Registers every string leaf of ``value`` (str, bytes, mappings, lists) for scrubbing."""
+    global _pattern
+    leaves = set(_leaves(value))
+    with _lock:
+        new = leaves - _values
+        if new:
+            _values.update(new)
+            _pattern = None
+
+
+def scrub(text: str) -> str:
+    """Returns ``text`` with every registered value replaced by ``<redacted>``."""
+    global _pattern
+    with _lock:
+        if not _values:
+            return text
+        if _pattern is None:
+            # Longest first, so a value that contains another is masked whole.
+            ordered = sorted(_values, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        pattern = _pattern
+    return pattern.sub(MASK, text)
+
+
+def _leaves(value: Any) -> Iterable[str]:
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+    if isinstance(value, str):
+        if len(value) >= MIN_LENGTH:
+            yield value
+            for line in value.splitlines():
+                if len(line) >= MIN_LENGTH and line != value:
+                    yield line
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs registered values from a record's final message (args are merged first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks are rendered later by the formatter; keep the type, drop the text.
+            exc = record.exc_info[1]
+            record.exc_text = f"{type(exc).__name__}: {scrub(str(exc))}"
+            record.exc_info = None
+        return True

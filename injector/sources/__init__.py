@@ -1,0 +1,174 @@
+"""Backends behind one small Protocol, and the registry that builds them lazily.
+
+A source fetches *base* references (no ``#KEY``: one fetch serves every key of a secret) and
+returns, per reference, either a ``Fetched`` value or the ``SourceError`` that reference got, so
+that one bad reference never hides the others. A source with a batch API uses it inside ``fetch``;
+one without fetches concurrently there. Clients (hvac, boto3) are built by the factory and passed
+to the source's constructor, so tests hand in real clients pointed at the test servers.
+
+Adding a backend is a new module plus one line in ``SOURCES``; nothing else changes. Factories
+import their module (and hvac / boto3) only when a reference of that scheme is used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from injector.errors import ConfigError, SourceError
+from injector.refs import Reference, Secret
+
+if TYPE_CHECKING:
+    from injector.config import Config
+
+__all__ = [
+    "SOURCES",
+    "Fetched",
+    "Lease",
+    "LeasedSource",
+    "Source",
+    "StatefulSource",
+    "build_source",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """A Vault lease on a dynamic secret: what the scheduler renews and the handoff keeps."""
+
+    lease_id: str
+    #: Seconds granted by the last issue or renewal, counted from ``granted_at``.
+    duration: float
+    renewable: bool
+    #: ``time.time()`` when ``duration`` started.
+    granted_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.granted_at + self.duration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fetched:
+    """One fetched base reference: the value and what the scheduler needs to know about it."""
+
+    value: Secret
+    #: A backend version (KV v2 version, Secrets Manager VersionId, SSM version) for change checks.
+    version: str | None = None
+    #: A renewable or non-renewable Vault lease (database creds, leased KV v1 …).
+    lease: Lease | None = None
+    #: An advisory refresh hint in seconds (KV v1 ``lease_duration`` without a lease id).
+    ttl: float | None = None
+    #: A hard end of validity (``time.time()`` scale): certificate ``NotAfter``.
+    not_after: float | None = None
+    #: A hard start of validity, with ``not_after`` the certificate's lifetime.
+    not_before: float | None = None
+    fetched_at: float = field(default_factory=time.time)
+
+
+class Source(Protocol):
+    """A backend. ``scheme`` is the reference scheme it serves (``vault``, ``aws-sm`` …)."""
+
+    scheme: str
+
+    def describe(self, ref: Reference) -> str:
+        """Returns a short, log-safe label, e.g. ``vault.kv2(secret/app)``."""
+        ...
+
+    def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+        """Fetches base references with the fewest calls the API allows; one result per ref."""
+        ...
+
+    def close(self) -> None:
+        """Releases clients and connections."""
+        ...
+
+
+@runtime_checkable
+class LeasedSource(Protocol):
+    """A source whose values can carry leases (Vault): renew in place, revoke on exit."""
+
+    def renew(self, ref: Reference, fetched: Fetched) -> Fetched:
+        """Renews the lease of ``fetched``; the value stays, the lease is updated."""
+        ...
+
+    def revoke(self, ref: Reference, fetched: Fetched) -> None:
+        """Revokes the lease of ``fetched`` (``--revoke-on-exit``)."""
+        ...
+
+
+@runtime_checkable
+class StatefulSource(Protocol):
+    """A source with session state (a Vault token) handed from ``init`` to ``sidecar``.
+
+    ``maintain`` keeps that state alive (renew the token at ~2/3 of its TTL, log in again when
+    renewal fails) and returns when it next wants to run (``time.time()`` scale), or None.
+    """
+
+    def save_state(self) -> Mapping[str, Any]:
+        """Returns JSON-able state, written 0600 to ``state_dir`` (never into the output)."""
+        ...
+
+    def restore_state(self, state: Mapping[str, Any]) -> bool:
+        """Adopts saved state if it is still valid; returns whether it was adopted."""
+        ...
+
+    def maintain(self) -> float | None:
+        """Renews or re-obtains credentials when due; returns the next time it is due."""
+        ...
+
+    def revoke_session(self) -> None:
+        """Revokes the session's own credentials (``--revoke-on-exit``)."""
+        ...
+
+
+SourceFactory = Callable[["Config"], Source]
+
+
+def _vault(config: Config) -> Source:
+    if config.vault is None:
+        raise ConfigError("vault: references are used but the config has no vault: section (address, auth)")
+    from injector.sources.vault import build_vault_source
+
+    return build_vault_source(config)
+
+
+def _aws_sm(config: Config) -> Source:
+    from injector.sources.aws_secretsmanager import build_secretsmanager_source
+
+    return build_secretsmanager_source(config)
+
+
+def _aws_ssm(config: Config) -> Source:
+    from injector.sources.aws_ssm import build_ssm_source
+
+    return build_ssm_source(config)
+
+
+def _file(config: Config) -> Source:
+    from injector.sources.files import FileSource
+
+    return FileSource(base_dir=config.base_dir)
+
+
+def _env(config: Config) -> Source:
+    from injector.sources.env import EnvSource
+
+    return EnvSource()
+
+
+#: scheme → factory. The one line to add for a new backend.
+SOURCES: Mapping[str, SourceFactory] = {
+    "vault": _vault,
+    "aws-sm": _aws_sm,
+    "aws-ssm": _aws_ssm,
+    "file": _file,
+    "env": _env,
+}
+
+
+def build_source(scheme: str, config: Config) -> Source:
+    """Builds the source for ``scheme`` (importing its client library only now)."""
+    return SOURCES[scheme](config)

@@ -1,0 +1,41 @@
+"""``env:NAME``: an environment variable of the injector process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from injector.errors import NotFoundError, SourceError
+from injector.refs import Reference, Secret
+from injector.sources import Fetched
+
+__all__ = ["EnvSource"]
+
+
+class EnvSource:
+    """Reads ``env:`` references from ``environ`` (the process environment by default)."""
+
+    scheme = "env"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def describe(self, ref: Reference) -> str:
+        return f"env({ref.path})"
+
+    def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+        out: dict[Reference, Fetched | SourceError] = {}
+        for ref in refs:
+            value = self._environ.get(ref.path)
+            if value is None:
+                out[ref] = NotFoundError(
+                    f"{ref}: environment variable {ref.path} is not set in the injector's "
+                    "container; set it, or use env(NAME, default) in the template",
+                    ref=str(ref),
+                )
+            else:
+                out[ref] = Fetched(value=Secret(value), version=None)
+        return out
+
+    def close(self) -> None:
+        return None

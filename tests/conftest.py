@@ -1,0 +1,8 @@
+"""Shared fixtures: each backend's fixtures live in tests/fixtures/ and are loaded here."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.fixtures.tmpfs",
+    "tests.fixtures.sentinel",
+]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 __all__ = ["Backoff"]
 
@@ -19,12 +20,14 @@ class Backoff:
     minimum: float = 1.0
     maximum: float = 60.0
     attempt: int = 0
+    #: Uniform in [0, 1); injectable so tests can pin the jitter.
+    rand: Callable[[], float] = field(default=random.random, repr=False)
 
     def next(self) -> float:
         """Returns the next delay in seconds and counts the attempt."""
         ceiling = min(self.maximum, self.minimum * (2 ** min(self.attempt, 30)))
         self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        return float(ceiling / 2 + (ceiling / 2) * self.rand())
 
     def reset(self) -> None:
         """Starts again from ``minimum`` (after a success)."""

@@ -27,7 +27,7 @@ logger = logging.getLogger("injector")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Duration(click.ParamType):
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # click < 8.2 is not generic
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
@@ -133,6 +133,43 @@ def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: 
 
 @cli.command()
 @config_options
+@click.option(
+    "--revoke-on-exit",
+    is_flag=True,
+    envvar="INJECTOR_REVOKE_ON_EXIT",
+    help="On SIGTERM, revoke the Vault leases and token instead of leaving them to expire.",
+)
+@click.option(
+    "--health-address",
+    envvar="INJECTOR_HEALTH_ADDRESS",
+    help="Override health.address (HOST:PORT of /healthz, /readyz, /metrics).",
+)
+@logging_options
+def sidecar(
+    config_path: Path,
+    output_dir: Path | None,
+    revoke_on_exit: bool,
+    health_address: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Keep every file fresh and tell the app when one changes, until SIGTERM (exit 0).
+
+    Adopts what `injector init` wrote and its state_dir handoff (token and leases are renewed, not
+    issued again), serves /healthz, /readyz and /metrics on health.address.
+    """
+    configure_logging(log_level, log_format)
+    from injector.config import load_config
+    from injector.sidecar import Sidecar
+
+    overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
+    config = load_config(config_path, overrides=overrides)
+    code = Sidecar(config, revoke_on_exit=revoke_on_exit).run()
+    sys.exit(code)
+
+
+@cli.command()
+@config_options
 @logging_options
 def validate(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> None:
     """Check the config, template syntax, references and destinations without fetching anything."""
@@ -191,7 +228,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last resort: never a traceback with a value in it
+    except Exception as exc:
         logger.debug("unexpected error", exc_info=True)
         click.echo(
             f"injector: internal error: {type(exc).__name__}: {scrub(str(exc))} "

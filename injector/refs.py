@@ -35,8 +35,18 @@ SCHEMES = ("vault", "aws-sm", "aws-ssm", "file", "env")
 # Parameters of a Vault request body for write-style reads such as pki/issue/ROLE.
 _VAULT_REQUEST_PARAMS = frozenset(
     {
-        "common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl", "format",
-        "private_key_format", "exclude_cn_from_sans", "not_after", "key_type", "key_bits",
+        "common_name",
+        "alt_names",
+        "ip_sans",
+        "uri_sans",
+        "other_sans",
+        "ttl",
+        "format",
+        "private_key_format",
+        "exclude_cn_from_sans",
+        "not_after",
+        "key_type",
+        "key_bits",
     }
 )
 _PARAMS: Mapping[str, frozenset[str]] = {

@@ -55,6 +55,9 @@ class Engine:
         self.config = config
         self.renderer = Renderer(secrets=config.secrets, limits=config.limits)
         self.cache: dict[Reference, Fetched] = {}
+        #: Permanent fetch errors (not found, denied): raised by ``lookup`` only if a render uses
+        #: the reference, so a literal reference in a branch that never runs fails nothing.
+        self.failures: dict[Reference, SourceError] = {}
         self.compiled: dict[str, CompiledTemplate] = {}
         #: destination → base references its last render used.
         self.used: dict[str, frozenset[Reference]] = {}
@@ -122,6 +125,7 @@ class Engine:
                 if isinstance(result, Fetched):
                     register_value(result.value.reveal())
                     self.cache[ref] = result
+                    self.failures.pop(ref, None)
                 else:
                     errors[ref] = result
         return errors
@@ -140,8 +144,14 @@ class Engine:
     # --- rendering ------------------------------------------------------------------------------
 
     def lookup(self, ref: Reference) -> Secret:
-        """The render lookup: the cached value of a base reference, or KeyError."""
-        return self.cache[ref].value
+        """The render lookup: the cached value, the reference's permanent error, or KeyError."""
+        fetched = self.cache.get(ref)
+        if fetched is not None:
+            return fetched.value
+        failure = self.failures.get(ref)
+        if failure is not None:
+            raise failure
+        raise KeyError(ref)
 
     def render(self, destination: str) -> RenderResult:
         """Renders one template against the cache (``missing`` lists what is not fetched yet)."""
@@ -167,12 +177,14 @@ class Engine:
         wanted = self.static_refs(names)
         attempts, passes = 0, 0
         while True:
-            todo = {ref for ref in wanted if ref not in self.cache}
+            todo = {ref for ref in wanted if ref not in self.cache and ref not in self.failures}
             if todo:
                 attempts += 1
                 errors = self.fetch(todo)
-                if errors:
-                    self._raise_or_wait(errors, attempts, deadline, backoff)
+                transient = {ref: err for ref, err in errors.items() if err.retryable}
+                self.failures.update({ref: err for ref, err in errors.items() if not err.retryable})
+                if transient:
+                    self._wait_or_give_up(transient, attempts, deadline, backoff)
                     continue
             missing: set[Reference] = set()
             for name in names:
@@ -192,12 +204,11 @@ class Engine:
             wanted |= missing
 
     @staticmethod
-    def _raise_or_wait(errors: Mapping[Reference, SourceError], attempts: int, deadline: float, backoff: Backoff) -> None:
-        ordered = sorted(errors.items(), key=lambda item: str(item[0]))
-        for _ref, error in ordered:
-            if not error.retryable:
-                raise error
-        first = ordered[0][1]
+    def _wait_or_give_up(
+        errors: Mapping[Reference, SourceError], attempts: int, deadline: float, backoff: Backoff
+    ) -> None:
+        """Sleeps before the next attempt at transient ``errors``, or raises the first at the deadline."""
+        first = sorted(errors.items(), key=lambda item: str(item[0]))[0][1]
         delay = backoff.next()
         remaining = deadline - time.monotonic()
         if delay >= remaining:
@@ -205,9 +216,7 @@ class Engine:
                 f"{first} (gave up after {attempts} attempt(s); {len(errors)} reference(s) unavailable)",
                 ref=first.ref,
             )
-        logger.warning(
-            "%d reference(s) unavailable (%s); retrying in %.1fs", len(errors), first, delay
-        )
+        logger.warning("%d reference(s) unavailable (%s); retrying in %.1fs", len(errors), first, delay)
         time.sleep(delay)
 
 
@@ -241,7 +250,10 @@ def run_init(
     elapsed = time.monotonic() - started
     logger.info(
         "init rendered %d file(s) from %d reference(s) in %.0f ms (%d changed)",
-        len(engine.outputs), len(engine.cache), elapsed * 1000, len(result.changed),
+        len(engine.outputs),
+        len(engine.cache),
+        elapsed * 1000,
+        len(result.changed),
     )
     return InitResult(
         files=len(engine.outputs),

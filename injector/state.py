@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from injector.errors import ConfigError
 from injector.redact import register_value
-from injector.refs import Reference, Secret, parse_reference
+from injector.refs import Secret, parse_reference
 from injector.sink import read_private, write_private
 from injector.sources import Fetched, Lease, StatefulSource
 

@@ -57,14 +57,14 @@ def parse_mode(value: object) -> int:
     int such as 440 is refused because it would be a surprising mode.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected an octal file mode such as \"0440\", got {value!r}")
+        raise ValueError(f'expected an octal file mode such as "0440", got {value!r}')
     if isinstance(value, int):
         mode = value
     elif isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{3,4}", value.strip()):
         text = value.strip()
         mode = int(text[2:] if text.startswith("0o") else text, 8)
     else:
-        raise ValueError(f"expected an octal file mode such as \"0440\", got {value!r}")
+        raise ValueError(f'expected an octal file mode such as "0440", got {value!r}')
     if not 0 <= mode <= 0o7777:
-        raise ValueError(f"expected an octal file mode such as \"0440\", got {value!r}")
+        raise ValueError(f'expected an octal file mode such as "0440", got {value!r}')
     return mode

@@ -79,12 +79,14 @@ def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = 
         engine.close()
     files = list(engine.outputs.values())
     try:
-        changed = Sink(config.output_dir, allow_non_tmpfs=True).diff(files) if config.output_dir.is_dir() else None
+        sink = Sink(config.output_dir, allow_non_tmpfs=True)
+        current = sink.current() if config.output_dir.is_dir() else {}
+        changed = sink.diff(files) if config.output_dir.is_dir() else frozenset(f.path for f in files)
     except OutputError:
-        changed = None
+        current, changed = {}, frozenset(f.path for f in files)
     lines = []
     for file in sorted(files, key=lambda f: f.path):
-        state = "new" if changed is None else ("would change" if file.path in changed else "unchanged")
+        state = "new" if file.path not in current else ("would change" if file.path in changed else "unchanged")
         lines.append(f"{state:>12}  {file.path}  ({len(file.content)} bytes, mode {file.mode:04o})")
         if show:
             text = file.content.decode("utf-8", errors="replace")

@@ -5,4 +5,6 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures.tmpfs",
     "tests.fixtures.sentinel",
+    "tests.fixtures.aws",
+    "tests.fixtures.vault",
 ]

@@ -141,10 +141,16 @@ class TestFieldErrors:
                 "templates[0]: give exactly one of source, contents or secret (got source and contents)",
             ),
             ({"templates": [{"contents": "x"}]}, "templates[0].destination: is required"),
-            ({"templates": [{"contents": "x", "destination": "/etc/x"}]}, "templates[0].destination: '/etc/x' is absolute"),
+            (
+                {"templates": [{"contents": "x", "destination": "/etc/x"}]},
+                "templates[0].destination: '/etc/x' is absolute",
+            ),
             ({"templates": [{"contents": "x", "destination": "a/../../x"}]}, "leaves output_dir"),
             ({"templates": [{"contents": "x", "destination": "..data"}]}, "reserved for the snapshot layout"),
-            ({"templates": [{"contents": "x", "destination": "a", "mode": "rw"}]}, "templates[0].mode: expected an octal"),
+            (
+                {"templates": [{"contents": "x", "destination": "a", "mode": "rw"}]},
+                "templates[0].mode: expected an octal",
+            ),
             (
                 {"templates": [{"contents": "x", "destination": "a"}, {"contents": "y", "destination": "a"}]},
                 "templates[1].destination: 'a' collides with templates[0]",
@@ -154,7 +160,11 @@ class TestFieldErrors:
                 "collides with templates[0]",
             ),
             (
-                {"templates": [{"contents": "x", "destination": "a", "on_change": [{"signal": "SIGNOPE", "process": "x"}]}]},
+                {
+                    "templates": [
+                        {"contents": "x", "destination": "a", "on_change": [{"signal": "SIGNOPE", "process": "x"}]}
+                    ]
+                },
                 "templates[0].on_change[0].signal: expected a signal name",
             ),
             (
@@ -179,8 +189,14 @@ class TestFieldErrors:
             ({"vault": {"address": "vault:8200"}}, "vault.address: expected an http:// or https:// URL"),
             ({"vault": {"address": "http://v", "auth": {"method": "ldap"}}}, "vault.auth.method: expected one of"),
             ({"vault": {"address": "http://v", "auth": {"method": "kubernetes"}}}, "vault.auth.role: is required"),
-            ({"vault": {"address": "http://v", "auth": {"token": "hvs.x"}}}, "vault.auth.token: a token is never written"),
-            ({"vault": {"address": "http://v", "auth": {"method": "approle"}}}, "vault.auth.role_id_file: approle needs"),
+            (
+                {"vault": {"address": "http://v", "auth": {"token": "hvs.x"}}},
+                "vault.auth.token: a token is never written",
+            ),
+            (
+                {"vault": {"address": "http://v", "auth": {"method": "approle"}}},
+                "vault.auth.role_id_file: approle needs",
+            ),
             ({"health": {"address": "8099"}}, "health.address: expected HOST:PORT"),
             ({"output_dir": "relative/out"}, "output_dir: must be an absolute path"),
             ({"state_dir": "/out/state"}, "state_dir: must not be inside output_dir"),
@@ -220,7 +236,9 @@ class TestDefaultsAndEnvironment:
 
     def test_overrides_win(self) -> None:
         """CLI flags (overrides) win over the file."""
-        config = parse_config({"output_dir": "/file"}, base_dir=Path("/"), environ={}, overrides={"output_dir": "/flag"})
+        config = parse_config(
+            {"output_dir": "/file"}, base_dir=Path("/"), environ={}, overrides={"output_dir": "/flag"}
+        )
         assert config.output_dir == Path("/flag")
 
     def test_yaml_octal_mode(self, tmp_path: Path) -> None:

@@ -54,7 +54,9 @@ class TestParseReference:
         ],
         ids=lambda v: v if isinstance(v, str) else None,
     )
-    def test_parses(self, text: str, scheme: str, path: str, key: str | None, params: tuple[tuple[str, str], ...]) -> None:
+    def test_parses(
+        self, text: str, scheme: str, path: str, key: str | None, params: tuple[tuple[str, str], ...]
+    ) -> None:
         """Each documented form parses into its scheme, path, key and parameters."""
         ref = parse_reference(text)
         assert (ref.scheme, ref.path, ref.key, ref.params) == (scheme, path, key, params)
@@ -128,7 +130,7 @@ class TestSecret:
     def test_repr_and_str_are_masked(self) -> None:
         """No ordinary way of printing a Secret shows the value."""
         secret = Secret(SENTINEL)
-        for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret, str([secret])):
+        for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret, str([secret])):  # noqa: UP031
             assert SENTINEL not in text
 
     def test_mapping_secret_is_masked(self) -> None:

@@ -20,7 +20,7 @@ class TestParseDuration:
     @pytest.mark.parametrize("text", ["", "5 minutes", "m5", "-1", "1x", True, None, [1]], ids=repr)
     def test_refuses(self, text: object) -> None:
         """Anything else says what is expected."""
-        with pytest.raises(ValueError, match="duration|negative"):
+        with pytest.raises(ValueError, match=r"duration|negative"):
             parse_duration(text)
 
     def test_format(self) -> None:

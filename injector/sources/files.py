@@ -54,8 +54,7 @@ class FileSource:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise SourceError(
-                    f"{ref}: {path} is {size} bytes, more than the {MAX_FILE_BYTES} a file: "
-                    "reference reads",
+                    f"{ref}: {path} is {size} bytes, more than the {MAX_FILE_BYTES} a file: reference reads",
                     ref=str(ref),
                 )
             data = path.read_bytes()

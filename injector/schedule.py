@@ -1,0 +1,191 @@
+"""When each reference is next due, and what to do then (renew its lease, or fetch it again).
+
+The rules, per kind of value (all times jittered so a fleet of pods does not move in step):
+
+- renewable lease (database creds): renew at about 2/3 of the remaining time; when a renewal
+  grants less than the lease asked for, its max TTL is near, so fetch a replacement at 80–90% of
+  what is left (the app is notified and has time to reload before the old credentials die);
+- non-renewable lease: fetch again at 85–95% of its duration (consul-template's rule);
+- certificate (PKI issue): issue again at about 2/3 of its validity;
+- static values (KV, Secrets Manager, SSM, files): poll every ``refresh.interval`` (or the
+  reference's ``?refresh=``). The jitter only ever shortens the wait, so a change is seen within
+  ``interval`` (the propagation budget), and every static reference with the same interval
+  shares ONE timer per cycle, so a cycle is one batched round (5 BatchGetSecretValue calls for
+  100 secrets, not 100 calls at 100 random moments);
+- a failed fetch keeps the last good value and is retried with its own backoff (equal jitter,
+  ``min_backoff`` doubling to ``max_backoff``); after ``max_stale`` without success it is stale.
+- ``env:`` values never change while the process lives: they are not polled.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from injector.backoff import Backoff
+from injector.config import RefreshConfig
+from injector.refs import Reference
+from injector.sources import Fetched
+
+__all__ = ["Due", "Entry", "Scheduler"]
+
+
+@dataclass(slots=True)
+class Entry:
+    """The schedule of one base reference."""
+
+    ref: Reference
+    due: float
+    action: str  # "fetch" | "renew"
+    #: Seconds of the lease as first granted: a renewal granting less means the max TTL is near.
+    lease_asked: float | None = None
+    last_success: float = 0.0
+    failures: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+    #: True while it shares its interval group's timer.
+    grouped: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Due:
+    """What the loop must do now: refs to renew one by one, and refs to fetch in one round."""
+
+    renew: tuple[Reference, ...] = ()
+    fetch: tuple[Reference, ...] = ()
+
+
+class Scheduler:
+    """Keeps one ``Entry`` per base reference. Times are ``clock()`` (wall time by default)."""
+
+    def __init__(
+        self,
+        refresh: RefreshConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.refresh = refresh
+        self.clock = clock
+        self.rand = rand
+        self.entries: dict[Reference, Entry] = {}
+        #: interval → the next due time shared by the static references polled at that interval.
+        self._groups: dict[float, float] = {}
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def track(self, ref: Reference, fetched: Fetched, *, renewed: bool = False) -> Entry:
+        """Schedules ``ref`` after a successful fetch (or renewal) of ``fetched``."""
+        now = self.clock()
+        entry = self.entries.get(ref)
+        if entry is None:
+            entry = Entry(ref=ref, due=now, action="fetch")
+            entry.backoff = Backoff(self.refresh.min_backoff, self.refresh.max_backoff, rand=self.rand)
+            self.entries[ref] = entry
+        entry.last_success = now
+        entry.failures = 0
+        entry.backoff.reset()
+        entry.grouped = False
+        lease = fetched.lease
+        if lease is not None and lease.duration > 0:
+            if not renewed or entry.lease_asked is None:
+                entry.lease_asked = lease.duration
+            remaining = max(0.0, lease.expires_at - now)
+            near_max = renewed and lease.duration < (entry.lease_asked or 0) * 0.99
+            if lease.renewable and not near_max:
+                entry.action = "renew"
+                entry.due = now + remaining * (2 / 3) * self._between(0.9, 1.0)
+            else:
+                entry.action = "fetch"
+                low, high = (0.80, 0.90) if near_max else (0.85, 0.95)
+                entry.due = now + remaining * self._between(low, high)
+        elif fetched.not_after is not None:
+            start = fetched.not_before if fetched.not_before is not None else fetched.fetched_at
+            lifetime = max(0.0, fetched.not_after - start)
+            entry.action = "fetch"
+            entry.due = max(now, start + lifetime * (2 / 3) * self._between(0.95, 1.0))
+        elif ref.scheme == "env":
+            entry.action = "fetch"
+            entry.due = float("inf")
+        else:
+            entry.action = "fetch"
+            interval = self.interval_of(ref)
+            if fetched.ttl is not None and 0 < fetched.ttl < interval:
+                # A KV v1 ttl shorter than the interval is the owner asking for fresher reads.
+                entry.due = now + fetched.ttl * self._between(0.85, 0.95)
+            else:
+                entry.grouped = True
+                entry.due = self._group_due(interval, now)
+        return entry
+
+    def failed(self, ref: Reference) -> Entry:
+        """Schedules a retry of ``ref`` with its own backoff; its last good value stays in use."""
+        entry = self.entries.get(ref)
+        if entry is None:
+            entry = Entry(ref=ref, due=0.0, action="fetch", last_success=self.clock())
+            entry.backoff = Backoff(self.refresh.min_backoff, self.refresh.max_backoff, rand=self.rand)
+            self.entries[ref] = entry
+        entry.failures += 1
+        entry.grouped = False
+        entry.due = self.clock() + entry.backoff.next()
+        return entry
+
+    def forget(self, refs: Iterable[Reference]) -> None:
+        """Stops scheduling references no template uses any more."""
+        for ref in refs:
+            self.entries.pop(ref, None)
+
+    def interval_of(self, ref: Reference) -> float:
+        return ref.refresh or self.refresh.interval
+
+    # --- the loop's questions -------------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        """Returns the earliest due time, or None when nothing is scheduled."""
+        times = [e.due for e in self.entries.values() if e.due != float("inf")]
+        return min(times) if times else None
+
+    def take_due(self) -> Due:
+        """Returns what is due now. Fetches are one round; renewals are per lease."""
+        now = self.clock()
+        renew: list[Reference] = []
+        fetch: list[Reference] = []
+        due_groups = set()
+        for entry in self.entries.values():
+            if entry.due <= now:
+                (renew if entry.action == "renew" else fetch).append(entry.ref)
+                if entry.grouped:
+                    due_groups.add(self.interval_of(entry.ref))
+        # A group is one timer: everything in it is fetched in the same round.
+        for entry in self.entries.values():
+            if entry.grouped and entry.due > now and self.interval_of(entry.ref) in due_groups:
+                fetch.append(entry.ref)
+        for interval in due_groups:
+            self._groups.pop(interval, None)
+        return Due(renew=tuple(sorted(renew, key=str)), fetch=tuple(sorted(fetch, key=str)))
+
+    def stale(self, max_stale: float | None = None) -> list[tuple[Reference, float]]:
+        """Returns the failing references whose last success is older than ``max_stale``, with ages."""
+        limit = self.refresh.max_stale if max_stale is None else max_stale
+        now = self.clock()
+        return sorted(
+            (
+                (e.ref, now - e.last_success)
+                for e in self.entries.values()
+                if e.failures and now - e.last_success > limit
+            ),
+            key=lambda item: str(item[0]),
+        )
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _group_due(self, interval: float, now: float) -> float:
+        due = self._groups.get(interval)
+        if due is None or due <= now:
+            due = now + interval * (1 - self.refresh.jitter * self.rand())
+            self._groups[interval] = due
+        return due
+
+    def _between(self, low: float, high: float) -> float:
+        return low + (high - low) * self.rand()

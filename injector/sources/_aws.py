@@ -1,0 +1,393 @@
+"""What the Secrets Manager and SSM sources share: building boto3 clients, running calls
+concurrently, and mapping botocore errors onto ``injector.errors`` once, at the boundary.
+
+boto3 and botocore are imported inside the functions here, never at module level: importing an
+AWS source module (for ``describe``, for ``injector validate``) costs nothing until a client is
+built, and a config without AWS references never loads boto3 at all (DESIGN.md §7).
+
+Error mapping (``map_aws_error``, used through ``AwsContext.errors``):
+
+=====================================================================  ======================
+botocore says                                                          injector raises
+=====================================================================  ======================
+ResourceNotFoundException, ParameterNotFound, ParameterVersionNotFound  NotFoundError
+AccessDenied(Exception), DecryptionFailure, KMS* (KMS refused)         AccessDeniedError
+Throttling*, TooManyRequests*, 429, 5xx, connection errors, timeouts   UnavailableError
+ExpiredToken*, UnrecognizedClient, InvalidClientTokenId, signature,    AuthError (names the
+NoCredentialsError and other credential-chain failures                 credential source)
+anything else                                                          SourceError
+=====================================================================  ======================
+
+Messages name the reference, the service, the AWS error code and AWS's own message (which never
+contains a secret value); the raw botocore exception stays reachable as ``__cause__`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from injector.errors import (
+    AccessDeniedError,
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    SourceError,
+    UnavailableError,
+)
+
+if TYPE_CHECKING:
+    from injector.config import Config
+    from injector.refs import Reference
+
+__all__ = [
+    "AwsContext",
+    "as_records",
+    "build_client",
+    "chunked",
+    "describe_credentials",
+    "map_aws_error",
+    "map_error_code",
+    "relabel",
+    "run_concurrently",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: botocore's DEBUG log prints whole response bodies, SecretString included.
+_LEAKY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+_NOT_FOUND = frozenset({"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "DecryptionFailure",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "InvalidKeyId",
+    }
+)
+_UNAVAILABLE = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "InternalServiceError",
+        "InternalServiceErrorException",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"})
+_REJECTED = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "IncompleteSignatureException",
+        "MissingAuthenticationToken",
+        "MissingAuthenticationTokenException",
+        "AuthFailure",
+        "InvalidAccessKeyId",
+    }
+)
+
+#: ``Credentials.method`` → where boto3 found them, in the words of a pod spec.
+_CREDENTIAL_SOURCES: Mapping[str, str] = {
+    "env": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment",
+    "assume-role-with-web-identity": "IRSA: AWS_ROLE_ARN and the token in AWS_WEB_IDENTITY_TOKEN_FILE",
+    "container-role": "the container credentials endpoint (EKS Pod Identity or an ECS task role)",
+    "iam-role": "the node's instance profile via IMDS",
+    "shared-credentials-file": "the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)",
+    "config-file": "the AWS config file (AWS_CONFIG_FILE or ~/.aws/config)",
+    "assume-role": "a role assumed from an AWS profile",
+    "sso": "AWS IAM Identity Center (SSO)",
+    "custom-process": "a credential_process in the AWS config",
+}
+_CHAIN = "environment, IRSA web identity, EKS Pod Identity / ECS, ~/.aws files, instance metadata"
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+def build_client(service: str, config: Config) -> tuple[object, Callable[[], str]]:
+    """Builds a boto3 client for ``service`` from ``config.aws`` and ``config.limits``.
+
+    Credentials come from boto3's default chain, so IRSA and EKS Pod Identity work unchanged; the
+    retry mode is "standard" (exponential backoff with jitter, throttles and 5xx retried).
+
+    Returns:
+        The client, and a function naming the credential source for error messages.
+
+    Raises:
+        ConfigError: no region in ``aws.region``, ``AWS_REGION`` or the AWS config.
+    """
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    from injector import __version__
+
+    pin_loggers()
+    aws = config.aws
+    session = boto3.session.Session(region_name=aws.region)
+    client_config = botocore.config.Config(
+        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
+        connect_timeout=aws.timeout,
+        read_timeout=aws.timeout,
+        max_pool_connections=max(10, config.limits.max_concurrency),
+        user_agent_extra=f"injector/{__version__}",
+    )
+    try:
+        client = session.client(service, endpoint_url=aws.endpoint_url, config=client_config)
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError(
+            "aws.region: no AWS region configured; set aws.region in the config or AWS_REGION in the environment"
+        ) from None
+    logger.debug(
+        "built %s client (region %s, endpoint %s, %d attempts)",
+        service,
+        client.meta.region_name,
+        aws.endpoint_url or "AWS default",
+        aws.max_attempts,
+    )
+    return client, lambda: describe_credentials(session)
+
+
+def pin_loggers() -> None:
+    """Keeps botocore, boto3 and urllib3 at WARNING or above whatever the root level says."""
+    for name in _LEAKY_LOGGERS:
+        log = logging.getLogger(name)
+        if log.level < logging.WARNING:
+            log.setLevel(logging.WARNING)
+
+
+def describe_credentials(session: object) -> str:
+    """Returns where ``session`` found its credentials, e.g. ``env (AWS_ACCESS_KEY_ID … )``."""
+    import botocore.exceptions
+
+    get_credentials = getattr(session, "get_credentials", None)
+    try:
+        credentials = get_credentials() if callable(get_credentials) else None
+    except botocore.exceptions.BotoCoreError as exc:
+        return f"nowhere: resolving them failed ({type(exc).__name__})"
+    if credentials is None:
+        return f"nowhere: boto3 found no credentials (searched {_CHAIN})"
+    method = str(getattr(credentials, "method", None) or "unknown")
+    return f"{method} ({_CREDENTIAL_SOURCES.get(method, 'see the boto3 credential chain')})"
+
+
+def as_records(value: object) -> list[Mapping[str, object]]:
+    """Returns the dicts in a response list (``SecretValues``, ``Parameters`` …), skipping anything else."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """Splits ``items`` into consecutive slices of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def run_concurrently(tasks: Sequence[Callable[[], T]], max_workers: int) -> list[T]:
+    """Runs ``tasks`` on at most ``max_workers`` threads; results come back in task order.
+
+    boto3 clients (not sessions) are thread-safe, so the tasks share one client.
+    """
+    if len(tasks) <= 1 or max_workers <= 1:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks)), thread_name_prefix="injector-aws") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        return [future.result() for future in futures]
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwsContext:
+    """What an error message needs to know about the client that failed."""
+
+    #: "Secrets Manager", "SSM Parameter Store".
+    service: str
+    region: str | None = None
+    endpoint: str | None = None
+    #: Names the credential source; called only when credentials were refused.
+    credentials: Callable[[], str] | None = None
+
+    @classmethod
+    def of(cls, service: str, client: object, credentials: Callable[[], str] | None) -> AwsContext:
+        """Reads region and endpoint from a boto3 client's ``meta``."""
+        meta = getattr(client, "meta", None)
+        region = getattr(meta, "region_name", None)
+        endpoint = getattr(meta, "endpoint_url", None)
+        return cls(
+            service=service,
+            region=str(region) if region else None,
+            endpoint=str(endpoint) if endpoint else None,
+            credentials=credentials,
+        )
+
+    @contextmanager
+    def errors(self, label: str = "") -> Iterator[None]:
+        """Maps any botocore exception raised inside onto a ``SourceError`` prefixed ``label: ``."""
+        import botocore.exceptions
+
+        try:
+            yield
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise map_aws_error(exc, self, label) from exc
+
+    def credential_source(self) -> str:
+        if self.credentials is None:
+            return "an unknown source (the client was built outside injector)"
+        return self.credentials()
+
+
+def map_aws_error(exc: Exception, ctx: AwsContext, label: str = "") -> SourceError:
+    """Returns the ``SourceError`` for a botocore exception (the caller raises it ``from exc``)."""
+    import botocore.exceptions as bce
+
+    if isinstance(exc, bce.ClientError):
+        code, message, status, attempts = _client_error_fields(exc)
+        return map_error_code(code, message, ctx, label=label, status=status, attempts=attempts)
+    prefix = f"{label}: " if label else ""
+    where = ctx.endpoint or f"the {ctx.region or 'default'} regional endpoint"
+    if isinstance(exc, bce.ConnectionError | bce.HTTPClientError):
+        return UnavailableError(
+            f"{prefix}cannot reach {ctx.service} at {where} ({type(exc).__name__}: {_clean(str(exc))}); "
+            "check the network path (NetworkPolicy, proxy, VPC endpoint) and aws.endpoint_url; will retry",
+            ref=label or None,
+        )
+    if isinstance(
+        exc,
+        bce.NoCredentialsError | bce.PartialCredentialsError | bce.CredentialRetrievalError | bce.TokenRetrievalError,
+    ):
+        return AuthError(
+            f"{prefix}no usable AWS credentials ({type(exc).__name__}: {_clean(str(exc))}); boto3 searched "
+            f"{_CHAIN}. Give the pod a role: IRSA (service account annotation eks.amazonaws.com/role-arn) or an "
+            "EKS Pod Identity association",
+            ref=label or None,
+        )
+    return SourceError(
+        f"{prefix}{ctx.service} request failed: {type(exc).__name__}: {_clean(str(exc))}", ref=label or None
+    )
+
+
+def map_error_code(
+    code: str,
+    message: str,
+    ctx: AwsContext,
+    *,
+    label: str = "",
+    status: int | None = None,
+    attempts: int = 0,
+) -> SourceError:
+    """Returns the ``SourceError`` for an AWS error code (a ClientError, or an entry of a batch ``Errors`` list)."""
+    prefix = f"{label}: " if label else ""
+    ref = label or None
+    aws_says = f"{code}: {message}" if message else code
+    region = ctx.region or "the default region"
+    if code in _NOT_FOUND or (status == 404 and code not in _DENIED):
+        return NotFoundError(
+            f"{prefix}not found in {ctx.service} in {region} ({aws_says}); check the name or ARN and aws.region",
+            ref=ref,
+        )
+    if code in _EXPIRED or code in _REJECTED or status == 401:
+        advice = (
+            "they expired: static keys must be replaced, while IRSA and EKS Pod Identity credentials are "
+            "refreshed by boto3 (check the service account's role annotation or pod identity association)"
+            if code in _EXPIRED
+            else "check the access key pair, that it belongs to this partition/region, and the system clock"
+        )
+        return AuthError(
+            f"{prefix}{ctx.service} refused the credentials ({aws_says}); boto3 got them from "
+            f"{ctx.credential_source()}; {advice}",
+            ref=ref,
+        )
+    if code in _DENIED or code.startswith("KMS") or status == 403:
+        return AccessDeniedError(
+            f"{prefix}access denied by {ctx.service} ({aws_says}); the role needs "
+            f"{_permission_hint(ctx.service)} on this resource (and kms:Decrypt on its KMS key if it uses a "
+            "customer-managed key)",
+            ref=ref,
+        )
+    if code in _UNAVAILABLE or status == 429 or (status is not None and status >= 500):
+        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        return UnavailableError(f"{prefix}{ctx.service} is unavailable{tries} ({aws_says}); will retry", ref=ref)
+    return SourceError(f"{prefix}{ctx.service} refused the request ({aws_says})", ref=ref)
+
+
+def relabel(exc: SourceError, ref: Reference) -> SourceError:
+    """Returns a copy of an unlabelled error (one failed batch call) naming ``ref``, for each ref of the batch."""
+    copy = type(exc)(f"{ref}: {exc.args[0] if exc.args else exc}", ref=str(ref))
+    copy.__cause__ = exc.__cause__
+    return copy
+
+
+def _permission_hint(service: str) -> str:
+    if service.startswith("SSM"):
+        return "ssm:GetParameters / ssm:GetParametersByPath"
+    return "secretsmanager:GetSecretValue (and secretsmanager:BatchGetSecretValue to batch)"
+
+
+def _client_error_fields(exc: Exception) -> tuple[str, str, int | None, int]:
+    """Returns (code, message, HTTP status, attempts) of a ClientError.
+
+    botocore's JSON parser leaves an XML error body (moto and LocalStack auth errors, some proxies)
+    in ``Message`` with the HTTP status as ``Code``; the real code is read out of it.
+    """
+    response = getattr(exc, "response", None)
+    response = response if isinstance(response, dict) else {}
+    error = response.get("Error")
+    error = error if isinstance(error, dict) else {}
+    meta = response.get("ResponseMetadata")
+    meta = meta if isinstance(meta, dict) else {}
+    code = str(error.get("Code") or "")
+    message = str(error.get("Message") or "")
+    if (not code or code.isdigit()) and "<Code>" in message:
+        found = _XML_CODE.search(message)
+        text = _XML_MESSAGE.search(message)
+        code = found.group(1) if found else code
+        message = text.group(1) if text else ""
+    status = meta.get("HTTPStatusCode")
+    retries = meta.get("RetryAttempts")
+    return (
+        code or "UnknownError",
+        _clean(message),
+        status if isinstance(status, int) else None,
+        (retries if isinstance(retries, int) else 0) + 1,
+    )
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """One line, bounded: AWS messages go into our messages, never a page of XML or HTML."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

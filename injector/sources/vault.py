@@ -1,0 +1,543 @@
+"""``vault:`` references: KV v1/v2 (detected per mount), dynamic engines with leases, PKI issue.
+
+How a reference becomes a request:
+
+1. The mount of the path is looked up once per mount, as the Vault CLI does
+   (``GET sys/internal/ui/mounts/PATH`` with the client token; 404 means an old Vault, read as KV v1)
+   and cached, so 50 references under ``secret/`` cost one lookup.
+2. KV v2: ``data/`` is inserted after the mount (unless the path already starts with ``data/``,
+   ``metadata/`` or ``subkeys/``) and ``?version=N`` becomes the ``version`` query parameter.
+   KV v1: the path is read as is. A reference with request parameters (``common_name``, ``ttl`` …)
+   or a ``pki`` mount's ``issue/ROLE`` is a write (POST) with those parameters as its body. Anything
+   else is a read (``database/creds/ROLE``, ``aws/creds/ROLE``, …).
+3. The answer becomes a ``Fetched``: KV v2 ``data.data`` and its version; a ``Lease`` when the answer
+   has a ``lease_id``; ``ttl`` from a lease-less ``lease_duration`` (a KV v1 refresh hint); and the
+   certificate's validity for PKI answers, so the scheduler re-issues before it ends.
+
+hvac errors are mapped once, in ``_errors``: 403 → AccessDeniedError, 404 → NotFoundError (saying
+when a KV v2 version was deleted or destroyed), 400 → SourceError, 429/5xx/sealed/no connection →
+UnavailableError. A 403 caused by an invalid token triggers one new login and one retry.
+
+Requests run in a bounded thread pool; each thread has its own hvac adapter and ``requests.Session``
+(a Session is not documented as thread-safe), while the shared client is used only for auth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import hvac
+import hvac.exceptions
+import requests
+import urllib3
+from cryptography import x509
+
+from injector.errors import (
+    AccessDeniedError,
+    AuthError,
+    ConfigError,
+    NotFoundError,
+    SourceError,
+    UnavailableError,
+)
+from injector.refs import Reference, Secret
+from injector.sources import Fetched, Lease
+from injector.sources.vault_auth import (
+    TRANSIENT_STATUSES,
+    VaultAuthenticator,
+    transport_reason,
+    vault_reason,
+    vault_status,
+)
+
+if TYPE_CHECKING:
+    from injector.config import Config
+
+__all__ = ["VaultSource", "build_vault_source"]
+
+logger = logging.getLogger(__name__)
+# hvac and urllib3 log request details at DEBUG; nothing of theirs below WARNING is wanted.
+for _name in ("hvac", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+#: Reference parameters that are not part of a request body.
+_NOT_BODY = frozenset({"version", "refresh"})
+#: Mount types whose reads are plain reads, neither KV nor leased engines.
+_PLAIN_TYPES = frozenset({"cubbyhole", "system", "identity", "transit", "totp", "ns_system", "pki"})
+
+
+def build_vault_source(config: Config) -> VaultSource:
+    """Builds the Vault source from ``config.vault``: one hvac client, its authenticator, a pool.
+
+    Raises:
+        ConfigError: there is no ``vault:`` section.
+    """
+    vault = config.vault
+    if vault is None:
+        raise ConfigError("vault: references need a vault: section (address and auth) or VAULT_ADDR")
+    verify: bool | str = True
+    if vault.tls_skip_verify:
+        logger.warning("TLS verification of Vault at %s is OFF (vault.tls_skip_verify)", vault.address)
+        # One warning at start is enough; urllib3 would repeat it on every request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        verify = False
+    elif vault.ca_cert is not None:
+        verify = str(vault.ca_cert)
+    # url, token and verify are explicit: hvac otherwise reads VAULT_ADDR, VAULT_TOKEN,
+    # ~/.vault-token and VAULT_CACERT (the last at import time). "" means no token yet.
+    client = hvac.Client(url=vault.address, token="", verify=verify, timeout=vault.timeout, namespace=vault.namespace)
+    authenticator = VaultAuthenticator(client, vault.auth, address=vault.address)
+    return VaultSource(client=client, authenticator=authenticator, max_concurrency=config.limits.max_concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    """A secrets engine mount as ``sys/internal/ui/mounts`` describes it."""
+
+    path: str  # "secret/", always with the trailing slash
+    type: str  # "kv", "pki", "database" … ("" when the Vault is too old to say)
+    kv_version: int  # 1 or 2 for KV mounts, 0 otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The one request a reference turns into."""
+
+    kind: str  # kv1 | kv2 | lease | pki | read | write
+    method: str
+    path: str  # the Vault API path, without /v1/
+    mount: _Mount
+    version: str | None = None
+    body: Mapping[str, str] | None = None
+
+    @property
+    def action(self) -> str:
+        return "writing to" if self.method == "POST" else "reading"
+
+
+class VaultSource:
+    """The ``vault`` scheme: a ``Source``, ``LeasedSource`` and ``StatefulSource``.
+
+    Args:
+        client: an hvac client with url, verify, timeout and namespace set; the authenticator owns
+            its token.
+        authenticator: logs in, renews the token, hands it over (``vault_auth.VaultAuthenticator``).
+        max_concurrency: at most this many requests to Vault at once.
+        clock: ``time.time`` or a test clock, for lease grant times.
+    """
+
+    scheme = "vault"
+
+    def __init__(
+        self,
+        *,
+        client: hvac.Client,
+        authenticator: VaultAuthenticator,
+        max_concurrency: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._auth = authenticator
+        self._max_concurrency = max(1, max_concurrency)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._mounts: dict[str, _Mount] = {}
+        self._mount_locks: dict[str, threading.Lock] = {}
+        self._local = threading.local()
+        self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def authenticator(self) -> VaultAuthenticator:
+        return self._auth
+
+    # --- Source ---------------------------------------------------------------------------------
+
+    def describe(self, ref: Reference) -> str:
+        """Returns ``vault.kv2(secret/app)``, ``vault.lease(database/creds/app)`` … (log-safe).
+
+        Before the mount of ``ref`` was looked up the label is ``vault(PATH)``.
+        """
+        version = ref.param("version")
+        suffix = f"?version={version}" if version else ""
+        mount = self._cached_mount(ref.path)
+        if mount is None:
+            return f"vault({ref.path}{suffix})"
+        return f"vault.{self._kind(ref, mount)}({ref.path}{suffix})"
+
+    def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+        """Fetches every reference concurrently (at most ``max_concurrency`` at once)."""
+        unique = list(dict.fromkeys(refs))
+        if not unique:
+            return {}
+        try:
+            self._auth.ensure()
+        except SourceError as exc:
+            return {ref: type(exc)(f"{ref}: {exc}", ref=str(ref)) for ref in unique}
+        if len(unique) == 1:
+            return {unique[0]: self._fetch_one(unique[0])}
+        return dict(zip(unique, self._executor().map(self._fetch_one, unique), strict=True))
+
+    def close(self) -> None:
+        """Stops the worker threads and closes every connection."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            sessions = list(self._sessions)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for session in sessions:
+            session.close()
+        self._client.adapter.close()
+
+    # --- LeasedSource ---------------------------------------------------------------------------
+
+    def renew(self, ref: Reference, fetched: Fetched) -> Fetched:
+        """Renews the lease of ``fetched`` for its original duration; the value stays.
+
+        A renewal that grants less than asked (the lease's max TTL is near) is returned as is: the
+        scheduler sees the short duration and fetches again before it ends.
+
+        Raises:
+            NotFoundError: the lease expired or was revoked (fetch again).
+            SourceError: there is no lease, or it is not renewable (fetch again).
+            AccessDeniedError, UnavailableError, AuthError: as for fetch.
+        """
+        lease = fetched.lease
+        label = self.describe(ref)
+        if lease is None:
+            raise SourceError(f"{ref}: {label} has no lease to renew; fetch it again", ref=str(ref))
+        if not lease.renewable:
+            raise SourceError(f"{ref}: the lease of {label} is not renewable; fetch it again", ref=str(ref))
+        asked = max(1, int(lease.duration))
+        with self._errors(ref, f"{ref.path} via sys/leases/renew", action="renewing the lease of", lease=True):
+            body = self._call("PUT", "sys/leases/renew", body={"lease_id": lease.lease_id, "increment": asked})
+        granted = float(body.get("lease_duration") or 0)
+        if granted < asked:
+            logger.info(
+                "renewed the lease of %s for %.0fs of %ds asked: its max TTL is near, it will be fetched again",
+                label,
+                granted,
+                asked,
+            )
+        else:
+            logger.debug("renewed the lease of %s for %.0fs", label, granted)
+        renewed = Lease(
+            lease_id=str(body.get("lease_id") or lease.lease_id),
+            duration=granted,
+            renewable=bool(body.get("renewable", lease.renewable)),
+            granted_at=self._clock(),
+        )
+        return replace(fetched, lease=renewed)
+
+    def revoke(self, ref: Reference, fetched: Fetched) -> None:
+        """Revokes the lease of ``fetched`` (nothing to do without one)."""
+        if fetched.lease is None:
+            return
+        with self._errors(ref, f"{ref.path} via sys/leases/revoke", action="revoking the lease of", lease=True):
+            self._call("PUT", "sys/leases/revoke", body={"lease_id": fetched.lease.lease_id})
+        logger.info("revoked the lease of %s", self.describe(ref))
+
+    # --- StatefulSource -------------------------------------------------------------------------
+
+    def save_state(self) -> Mapping[str, Any]:
+        """Returns the token handoff state (it contains the token: written 0600, never logged)."""
+        return self._auth.save_state()
+
+    def restore_state(self, state: Mapping[str, Any]) -> bool:
+        """Adopts ``init``'s token if the auth settings match and Vault still accepts it."""
+        return self._auth.restore_state(state)
+
+    def maintain(self) -> float | None:
+        """Renews the token at ~2/3 of its TTL or logs in again; returns the next due time."""
+        return self._auth.maintain()
+
+    def revoke_session(self) -> None:
+        """Revokes the token this process logged in for."""
+        self._auth.revoke()
+
+    # --- one reference --------------------------------------------------------------------------
+
+    def _fetch_one(self, ref: Reference) -> Fetched | SourceError:
+        try:
+            mount = self._mount_of(ref)
+            plan = self._plan(ref, mount)
+            with self._errors(ref, plan.path, action=plan.action, plan=plan):
+                params = {"version": plan.version} if plan.version else None
+                body = self._call(plan.method, plan.path, params=params, body=plan.body)
+            try:
+                fetched = self._fetched(ref, plan, body)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                # The exception text could quote response data; say only where it came from.
+                raise SourceError(
+                    f"{ref}: Vault's answer for {plan.path} has an unexpected shape", ref=str(ref)
+                ) from None
+        except SourceError as exc:
+            return exc
+        logger.debug("fetched %s (version %s)", self.describe(ref), fetched.version)
+        return fetched
+
+    def _plan(self, ref: Reference, mount: _Mount) -> _Plan:
+        rest = ref.path[len(mount.path) :] if ref.path.startswith(mount.path) else ""
+        version = ref.param("version")
+        body = {k: v for k, v in ref.params if k not in _NOT_BODY}
+        kind = self._kind(ref, mount)
+        if kind == "kv2":
+            if not rest.startswith("data/"):
+                rest = "data/" + rest
+            return _Plan(kind=kind, method="GET", path=mount.path + rest, mount=mount, version=version)
+        if version is not None:
+            why = "KV v1 has no versions" if kind == "kv1" else f"{mount.path} is not a KV v2 mount"
+            raise SourceError(f"{ref}: ?version= needs a KV v2 secret, and {why}; drop ?version", ref=str(ref))
+        if kind in ("pki", "write"):
+            return _Plan(kind=kind, method="POST", path=ref.path, mount=mount, body=body)
+        return _Plan(kind=kind, method="GET", path=ref.path, mount=mount)
+
+    @staticmethod
+    def _kind(ref: Reference, mount: _Mount) -> str:
+        rest = ref.path[len(mount.path) :] if ref.path.startswith(mount.path) else ""
+        has_body = any(k not in _NOT_BODY for k, _ in ref.params)
+        if mount.kv_version == 2 and not rest.startswith(("metadata/", "subkeys/")):
+            return "kv2"
+        if has_body or (mount.type == "pki" and rest.startswith(("issue/", "sign/"))):
+            return "pki" if mount.type == "pki" else "write"
+        if mount.kv_version == 1:
+            return "kv1"
+        if mount.type in _PLAIN_TYPES or mount.kv_version == 2:
+            return "read"
+        return "lease"
+
+    def _fetched(self, ref: Reference, plan: _Plan, body: Mapping[str, Any]) -> Fetched:
+        now = self._clock()
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise SourceError(f"{ref}: Vault returned no data for {plan.path}", ref=str(ref))
+        if plan.kind == "kv2":
+            return Fetched(value=Secret(dict(data["data"])), version=str(data["metadata"]["version"]), fetched_at=now)
+        duration = float(body.get("lease_duration") or 0)
+        lease_id = str(body.get("lease_id") or "")
+        lease = None
+        if lease_id:
+            lease = Lease(lease_id=lease_id, duration=duration, renewable=bool(body.get("renewable")), granted_at=now)
+        not_before = not_after = None
+        certificate = data.get("certificate")
+        if isinstance(certificate, str) and "BEGIN CERTIFICATE" in certificate:
+            cert = x509.load_pem_x509_certificate(certificate.encode())
+            not_before = cert.not_valid_before_utc.timestamp()
+            not_after = cert.not_valid_after_utc.timestamp()
+        return Fetched(
+            value=Secret(dict(data)),
+            lease=lease,
+            # Without a lease, lease_duration is advisory (KV v1): a refresh hint, not an expiry.
+            ttl=duration if not lease_id and duration > 0 else None,
+            not_before=not_before,
+            not_after=not_after,
+            fetched_at=now,
+        )
+
+    # --- mounts ---------------------------------------------------------------------------------
+
+    def _cached_mount(self, path: str) -> _Mount | None:
+        candidate = path + "/"
+        best: _Mount | None = None
+        for mount_path, mount in list(self._mounts.items()):
+            if candidate.startswith(mount_path) and (best is None or len(mount_path) > len(best.path)):
+                best = mount
+        return best
+
+    def _mount_of(self, ref: Reference) -> _Mount:
+        """Returns the mount of ``ref``, asking Vault once per mount (one lookup in flight per top path)."""
+        found = self._cached_mount(ref.path)
+        if found is not None:
+            return found
+        top = ref.path.split("/", 1)[0]
+        with self._lock:
+            lock = self._mount_locks.setdefault(top, threading.Lock())
+        with lock:
+            found = self._cached_mount(ref.path)
+            if found is not None:
+                return found
+            mount = self._detect(ref, top)
+            with self._lock:
+                self._mounts[mount.path] = mount
+        logger.debug("Vault mount %s is %s", mount.path, f"KV v{mount.kv_version}" if mount.kv_version else mount.type)
+        return mount
+
+    def _detect(self, ref: Reference, top: str) -> _Mount:
+        path = f"sys/internal/ui/mounts/{ref.path}"
+        try:
+            with self._errors(ref, path, action="looking up the mount of"):
+                body = self._call("GET", path)
+        except NotFoundError:
+            # As the Vault CLI: an old Vault without this endpoint is read as KV v1.
+            return _Mount(path=top + "/", type="", kv_version=1)
+        data = body.get("data")
+        if not isinstance(data, Mapping) or not isinstance(data.get("path"), str) or not data["path"]:
+            return _Mount(path=top + "/", type="", kv_version=1)
+        mount_path = str(data["path"])
+        mount_path = mount_path if mount_path.endswith("/") else mount_path + "/"
+        mount_type = str(data.get("type") or "")
+        options = data.get("options")
+        version = str(options.get("version") or "") if isinstance(options, Mapping) else ""
+        kv_version = (2 if version == "2" else 1) if mount_type in ("kv", "generic", "") else 0
+        return _Mount(path=mount_path, type=mount_type, kv_version=kv_version)
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="vault")
+            return self._pool
+
+    def _adapter(self) -> Any:
+        """Returns this thread's hvac adapter, with a session of its own."""
+        adapter = getattr(self._local, "adapter", None)
+        if adapter is None:
+            base = self._client.adapter
+            adapter = type(base).from_adapter(base)
+            # from_adapter shares the base session; verify/cert/timeout still travel per request.
+            adapter.session = requests.Session()
+            with self._lock:
+                self._sessions.add(adapter.session)
+            self._local.adapter = adapter
+        return adapter
+
+    def _request(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+    ) -> Mapping[str, Any]:
+        adapter = self._adapter()
+        adapter.token = self._auth.token or ""
+        kwargs: dict[str, Any] = {}
+        if params:
+            kwargs["params"] = dict(params)
+        if body is not None:
+            kwargs["json"] = dict(body)
+        result = adapter.request(method, f"/v1/{path}", **kwargs)
+        # hvac's JSONAdapter returns a dict for 200 with a body and the Response otherwise (204).
+        return result if isinstance(result, dict) else {}
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, Any]:
+        """One request; on a 403 from an invalid token, one new login and one retry."""
+        if self._auth.token is None:
+            self._auth.ensure()
+        generation = self._auth.generation
+        try:
+            return self._request(method, path, params, body)
+        except hvac.exceptions.Forbidden:
+            if not self._auth.recover(generation):
+                raise
+        return self._request(method, path, params, body)
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(
+        self, ref: Reference, path: str, *, action: str, plan: _Plan | None = None, lease: bool = False
+    ) -> Iterator[None]:
+        """Maps hvac and requests errors to ours, naming the reference, the path and the identity."""
+        try:
+            yield
+        except SourceError as exc:
+            if exc.ref is None or not str(exc).startswith(str(ref)):
+                raise type(exc)(f"{ref}: {exc}", ref=str(ref)) from exc
+            raise
+        except hvac.exceptions.VaultError as exc:
+            raise self._mapped(ref, path, exc, action=action, plan=plan, lease=lease) from exc
+        except requests.RequestException as exc:
+            raise UnavailableError(
+                f"{ref}: cannot reach Vault at {self._client.url}: {transport_reason(exc)}", ref=str(ref)
+            ) from exc
+
+    def _mapped(
+        self,
+        ref: Reference,
+        path: str,
+        exc: hvac.exceptions.VaultError,
+        *,
+        action: str,
+        plan: _Plan | None,
+        lease: bool,
+    ) -> SourceError:
+        status = vault_status(exc)
+        reason = vault_reason(exc)
+        where = str(ref)
+        if status == 403 and path.startswith("sys/internal/ui/mounts/"):
+            return AccessDeniedError(
+                f"{ref}: permission denied looking up the mount of {ref.path} as {self._auth.identity()}: "
+                "no secrets engine is mounted there, or the token's policies grant nothing under it",
+                ref=where,
+            )
+        if status == 403:
+            said = "" if reason == "permission denied" else f" (Vault: {reason})"
+            need = ""
+            if plan is not None:
+                need = f"; a policy must grant {'update' if plan.method == 'POST' else 'read'} on {plan.path}"
+            return AccessDeniedError(
+                f"{ref}: permission denied {action} {path} as {self._auth.identity()}{said}{need}", ref=where
+            )
+        if status == 401:
+            return AuthError(f"{ref}: Vault refused the token of {self._auth.describe()} ({reason})", ref=where)
+        if status == 404:
+            return self._not_found(ref, path, exc, plan)
+        if status == 503 and "sealed" in reason.lower():
+            return UnavailableError(f"{ref}: Vault at {self._client.url} is sealed; {action} {path} failed", ref=where)
+        if status in TRANSIENT_STATUSES or status == 501:
+            return UnavailableError(f"{ref}: {action} {path} failed: Vault answered {status}: {reason}", ref=where)
+        if lease and status == 400 and ("not found" in reason or "expired" in reason or "invalid" in reason):
+            return NotFoundError(f"{ref}: {action} {self.describe(ref)} failed: {reason}; fetch it again", ref=where)
+        if status == 400:
+            return SourceError(f"{ref}: Vault rejected {action} {path}: {reason}", ref=where)
+        return SourceError(
+            f"{ref}: {action} {path} failed: Vault answered {status or 'unexpectedly'}: {reason}", ref=where
+        )
+
+    def _not_found(
+        self, ref: Reference, path: str, exc: hvac.exceptions.VaultError, plan: _Plan | None
+    ) -> NotFoundError:
+        where = str(ref)
+        reason = vault_reason(exc)
+        if "no handler for route" in reason:
+            top = ref.path.split("/", 1)[0]
+            return NotFoundError(f"{ref}: no secrets engine is mounted at {top}/ (Vault: {reason})", ref=where)
+        if plan is not None and plan.kind == "kv2":
+            envelope = exc.json if isinstance(exc.json, Mapping) else {}
+            data = envelope.get("data")
+            metadata = data.get("metadata") if isinstance(data, Mapping) else None
+            if isinstance(metadata, Mapping) and metadata.get("version"):
+                version = metadata["version"]
+                secret_path = plan.mount.path + plan.path[len(plan.mount.path) :].removeprefix("data/")
+                if metadata.get("destroyed"):
+                    return NotFoundError(
+                        f"{ref}: version {version} of {secret_path} was destroyed and cannot be restored; "
+                        "write a new version or read another ?version=N",
+                        ref=where,
+                    )
+                if metadata.get("deletion_time"):
+                    return NotFoundError(
+                        f"{ref}: version {version} of {secret_path} was deleted at {metadata['deletion_time']}; "
+                        f"`vault kv undelete -versions={version} {secret_path}` restores it, or read another "
+                        "?version=N",
+                        ref=where,
+                    )
+            if plan.version:
+                return NotFoundError(
+                    f"{ref}: version {plan.version} of {path} does not exist (or is older than max_versions keeps)",
+                    ref=where,
+                )
+        return NotFoundError(f"{ref}: nothing at {path} in Vault at {self._client.url}", ref=where)

@@ -1,0 +1,156 @@
+"""Scheduling: when each kind of value is renewed or fetched again, with jitter and backoff."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from injector.config import RefreshConfig
+from injector.refs import Secret, parse_reference
+from injector.schedule import Scheduler
+from injector.sources import Fetched, Lease
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scheduler(rand: float = 0.5, **refresh: float) -> tuple[Scheduler, Clock]:
+    clock = Clock()
+    return Scheduler(RefreshConfig(**refresh), clock=clock, rand=lambda: rand), clock  # type: ignore[arg-type]
+
+
+def lease(clock: Clock, duration: float, renewable: bool = True) -> Fetched:
+    return Fetched(
+        value=Secret({"username": "u"}),
+        lease=Lease(lease_id="database/creds/app/1", duration=duration, renewable=renewable, granted_at=clock.now),
+        fetched_at=clock.now,
+    )
+
+
+KV = parse_reference("vault:secret/app")
+DB = parse_reference("vault:database/creds/app")
+
+
+class TestLeases:
+    def test_renewable_lease_is_renewed_at_two_thirds(self) -> None:
+        """A renewable lease is renewed at about 2/3 of its remaining time."""
+        sched, clock = scheduler(rand=1.0)
+        entry = sched.track(DB, lease(clock, 3600))
+        assert entry.action == "renew"
+        assert entry.due - clock.now == pytest.approx(2400)
+
+    def test_renewal_granting_less_means_replace_before_max_ttl(self) -> None:
+        """A renewal capped by the max TTL switches to fetching a replacement at 80–90% of what is left."""
+        sched, clock = scheduler(rand=0.0)
+        sched.track(DB, lease(clock, 3600))
+        clock.now += 2400
+        entry = sched.track(DB, lease(clock, 1000), renewed=True)
+        assert entry.action == "fetch"
+        assert entry.due - clock.now == pytest.approx(800)
+
+    def test_full_renewal_keeps_renewing(self) -> None:
+        """A renewal that grants the whole duration again stays on the renew path."""
+        sched, clock = scheduler()
+        sched.track(DB, lease(clock, 60))
+        clock.now += 40
+        assert sched.track(DB, lease(clock, 60), renewed=True).action == "renew"
+
+    @pytest.mark.parametrize(("rand", "fraction"), [(0.0, 0.85), (1.0, 0.95)])
+    def test_non_renewable_lease_is_fetched_at_85_to_95_percent(self, rand: float, fraction: float) -> None:
+        """A non-renewable lease is fetched again at 85–95% of its duration."""
+        sched, clock = scheduler(rand=rand)
+        entry = sched.track(DB, lease(clock, 1000, renewable=False))
+        assert entry.action == "fetch"
+        assert entry.due - clock.now == pytest.approx(1000 * fraction)
+
+
+class TestCertificatesAndStatic:
+    def test_certificate_is_reissued_at_two_thirds_of_validity(self) -> None:
+        """A certificate is issued again at about 2/3 of its validity."""
+        sched, clock = scheduler(rand=1.0)
+        cert = Fetched(value=Secret({}), not_before=clock.now - 60, not_after=clock.now + 2940, fetched_at=clock.now)
+        entry = sched.track(parse_reference("vault:pki/issue/web?common_name=a"), cert)
+        assert entry.due == pytest.approx(clock.now - 60 + 2000)
+
+    @pytest.mark.parametrize("rand", [0.0, 0.5, 1.0])
+    def test_static_values_are_never_polled_later_than_the_interval(self, rand: float) -> None:
+        """Jitter only shortens the wait, so a change is seen within the interval."""
+        sched, clock = scheduler(rand=rand, interval=300, jitter=0.1)
+        entry = sched.track(KV, Fetched(value=Secret({})))
+        assert 270 <= entry.due - clock.now <= 300
+
+    def test_static_values_share_one_timer(self) -> None:
+        """Every static reference with the same interval is due together: one batched round."""
+        sched, clock = scheduler(interval=60)
+        refs = [parse_reference(f"aws-sm:app/{i}") for i in range(100)]
+        for i, ref in enumerate(refs):
+            sched.rand = lambda i=i: (i % 7) / 7
+            sched.track(ref, Fetched(value=Secret("v")))
+        assert len({e.due for e in sched.entries.values()}) == 1
+        clock.now += 60
+        assert set(sched.take_due().fetch) == set(refs)
+
+    def test_reference_refresh_overrides_interval(self) -> None:
+        """?refresh= gives a reference its own interval."""
+        sched, clock = scheduler(rand=0.0, interval=300)
+        entry = sched.track(parse_reference("vault:secret/app?refresh=10s"), Fetched(value=Secret({})))
+        assert entry.due - clock.now == pytest.approx(10)
+
+    def test_kv1_ttl_shorter_than_interval_is_honoured(self) -> None:
+        """A KV v1 ttl below the interval refreshes at 85–95% of the ttl."""
+        sched, clock = scheduler(rand=0.0, interval=300)
+        entry = sched.track(parse_reference("vault:kv/app"), Fetched(value=Secret({}), ttl=100))
+        assert entry.due - clock.now == pytest.approx(85)
+
+    def test_env_values_are_not_polled(self) -> None:
+        """env: values cannot change under a running process, so nothing is scheduled."""
+        sched, _ = scheduler()
+        sched.track(parse_reference("env:HOME"), Fetched(value=Secret("/root")))
+        assert sched.next_due() is None
+
+
+class TestFailures:
+    def test_failures_back_off_and_grow(self) -> None:
+        """Each failure of a reference waits longer (equal jitter, doubling to max_backoff)."""
+        sched, clock = scheduler(rand=1.0, min_backoff=1, max_backoff=8)
+        sched.track(KV, Fetched(value=Secret({})))
+        gaps = []
+        for _ in range(6):
+            entry = sched.failed(KV)
+            gaps.append(entry.due - clock.now)
+        assert all(a <= b for a, b in itertools.pairwise(gaps))
+        assert gaps[0] >= 0.5 and max(gaps) <= 8
+
+    def test_stale_after_max_stale(self) -> None:
+        """A reference failing for longer than max_stale is reported stale, with its age."""
+        sched, clock = scheduler(max_stale=60)
+        sched.track(KV, Fetched(value=Secret({})))
+        clock.now += 30
+        sched.failed(KV)
+        assert sched.stale() == []
+        clock.now += 31
+        assert [ref for ref, _ in sched.stale()] == [KV]
+
+    def test_success_clears_staleness(self) -> None:
+        """One success makes a stale reference fresh again."""
+        sched, clock = scheduler(max_stale=1)
+        sched.failed(KV)
+        clock.now += 5
+        assert sched.stale()
+        sched.track(KV, Fetched(value=Secret({})))
+        assert sched.stale() == []
+
+    def test_take_due_splits_renewals_and_fetches(self) -> None:
+        """Due leases come back to renew, due static values to fetch."""
+        sched, clock = scheduler(rand=0.0, interval=10)
+        sched.track(DB, lease(clock, 12))
+        sched.track(KV, Fetched(value=Secret({})))
+        clock.now += 100
+        due = sched.take_due()
+        assert due.renew == (DB,) and due.fetch == (KV,)

@@ -16,6 +16,7 @@ import click
 
 from injector import __version__
 from injector.errors import ConfigError, InjectorError
+from injector.hardening import make_undumpable
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from injector.redact import scrub
 from injector.units import format_duration, parse_duration
@@ -83,6 +84,7 @@ def config_options(func: F) -> F:
 
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
     configure_logging(log_level, log_format)
+    make_undumpable()
     from injector.config import load_config
 
     overrides = {"output_dir": str(output_dir) if output_dir else None}
@@ -159,6 +161,7 @@ def sidecar(
     issued again), serves /healthz, /readyz and /metrics on health.address.
     """
     configure_logging(log_level, log_format)
+    make_undumpable()
     from injector.config import load_config
     from injector.sidecar import Sidecar
 

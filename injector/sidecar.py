@@ -103,7 +103,13 @@ class Sidecar:
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         self.sink.prepare()
+        # Fingerprint watched files before reading them, so an edit during start-up is not lost.
+        self._watcher = Watcher(
+            [t.source for t in self.config.templates if t.source is not None],
+            lambda changed: self._events.put(("files", changed)),
+        )
         self.engine.compile()
+        self._watch_file_refs(self.engine.static_refs())
         self._register_notifiers()
         if self.config.health.address:
             self._health = HealthServer(
@@ -116,7 +122,6 @@ class Sidecar:
                 load_state(self.config.state_dir, self.engine)
             if not self._first_render():
                 return 0
-            self._start_watcher()
             self._loop()
         finally:
             self._shutdown()
@@ -182,7 +187,15 @@ class Sidecar:
         for destination in self.engine.outputs:
             self._newest[destination] = time.time()
             self.metrics.renders.labels(template=destination).inc()
-        self._publish()
+        # Only files that existed and changed are worth a reload: nobody has read a new one yet
+        # (a native sidecar starts before the app), so init's output plus a restart stay silent.
+        self._publish(notify_only=set(self.sink.current()))
+        if self._watcher is not None:
+            self._watcher.start()
+            # Anything edited while the first render ran is handled by the first pass.
+            early = self._watcher.check()
+            if early:
+                self._events.put(("files", early))
         self.ready_event.set()
         self.metrics.ready.set(1)
         logger.info(
@@ -190,14 +203,12 @@ class Sidecar:
         )
         return True
 
-    def _start_watcher(self) -> None:
-        paths: list[Path] = [t.source for t in self.config.templates if t.source is not None]
-        file_source = self.engine.sources.get("file")
-        if isinstance(file_source, FileSource):
-            paths += [file_source.path_of(ref) for ref in self.engine.cache if ref.scheme == "file"]
-        if paths:
-            self._watcher = Watcher(paths, lambda changed: self._events.put(("files", changed)))
-            self._watcher.start()
+    def _watch_file_refs(self, refs: Iterable[Reference]) -> None:
+        file_refs = [ref for ref in refs if ref.scheme == "file"]
+        if file_refs and self._watcher is not None:
+            file_source = self.engine.source("file")
+            if isinstance(file_source, FileSource):
+                self._watcher.add(file_source.path_of(ref) for ref in file_refs)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -354,7 +365,7 @@ class Sidecar:
         self.metrics.render_errors.labels(template=destination).inc()
         logger.error("template %s failed, keeping its last good output: %s", destination, exc)
 
-    def _publish(self) -> None:
+    def _publish(self, *, notify_only: set[str] | None = None) -> None:
         try:
             result = self.sink.publish(list(self.engine.outputs.values()))
         except OutputError as exc:
@@ -368,7 +379,8 @@ class Sidecar:
         self._publish_backoff.reset()
         self.metrics.last_render.set(time.time())
         if result.changed:
-            keys = {key for dest in result.changed for key in self._notifiers.get(dest, [])}
+            notify = result.changed if notify_only is None else result.changed & notify_only
+            keys = {key for dest in notify for key in self._notifiers.get(dest, [])}
             logger.info("published %s (%d file(s) changed)", result.snapshot, len(result.changed))
             if keys:
                 self.dispatcher.changed(sorted(keys))

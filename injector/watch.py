@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Watcher"]
 
@@ -56,17 +57,31 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._prints: dict[Path, Fingerprint] = {p: _fingerprint(p) for p in self._paths}
+        self._lock = threading.Lock()
 
     @property
     def paths(self) -> list[Path]:
         return list(self._paths)
 
+    def add(self, paths: Iterable[Path]) -> None:
+        """Adds files before ``start()``, fingerprinting them now (before anyone reads them)."""
+        for path in {Path(os.path.abspath(p)) for p in paths} - set(self._paths):
+            self._paths.append(path)
+            self._prints[path] = _fingerprint(path)
+        self._paths.sort()
+
     def start(self) -> None:
-        """Starts watching; returns at once. Nothing happens when there is nothing to watch."""
+        """Starts watching; returns once the kernel watches are in place (so no edit made after
+        ``start()`` returns can be missed). Nothing happens when there is nothing to watch."""
         folders = sorted({p.parent for p in self._paths if p.parent.is_dir()})
         if not folders:
             return
-        self._thread = threading.Thread(target=self._run, args=(folders,), name="watch", daemon=True)
+        # RustNotify is what watchfiles.watch() builds first; building it here, not in the
+        # thread, closes the gap between "thread started" and "inotify watches added".
+        from watchfiles._rust_notify import RustNotify
+
+        notify = RustNotify([str(f) for f in folders], False, False, 300, True, False)
+        self._thread = threading.Thread(target=self._run, args=(notify,), name="watch", daemon=True)
         self._thread.start()
         logger.info("watching %d file(s) in %d folder(s)", len(self._paths), len(folders))
 
@@ -78,30 +93,26 @@ class Watcher:
     def check(self) -> set[Path]:
         """Returns the watched files whose fingerprint changed since the last check."""
         changed = set()
-        for path in self._paths:
-            current = _fingerprint(path)
-            if current != self._prints.get(path):
-                self._prints[path] = current
-                changed.add(path)
+        with self._lock:
+            for path in self._paths:
+                current = _fingerprint(path)
+                if current != self._prints.get(path):
+                    self._prints[path] = current
+                    changed.add(path)
         return changed
 
-    def _run(self, folders: list[Path]) -> None:
-        from watchfiles import watch
-
+    def _run(self, notify: Any) -> None:
         try:
-            for _events in watch(
-                *folders,
-                stop_event=self._stop,
-                debounce=self._debounce_ms,
-                step=self._step_ms,
-                recursive=True,
-                raise_interrupt=False,
-                yield_on_timeout=False,
-                rust_timeout=1000,
-            ):
-                changed = self.check()
-                if changed:
-                    logger.debug("files changed: %s", ", ".join(map(str, sorted(changed))))
-                    self._on_change(changed)
+            with notify:
+                while not self._stop.is_set():
+                    result = notify.watch(self._debounce_ms, self._step_ms, 1000, self._stop)
+                    if result == "stop":
+                        return
+                    if result in ("timeout", "signal"):
+                        continue
+                    changed = self.check()
+                    if changed:
+                        logger.debug("files changed: %s", ", ".join(map(str, sorted(changed))))
+                        self._on_change(changed)
         except Exception:
             logger.exception("file watcher stopped; file changes are now seen only at refresh.interval")

@@ -5,6 +5,7 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures.tmpfs",
     "tests.fixtures.sentinel",
+    "tests.fixtures.sidecar",
     "tests.fixtures.aws",
     "tests.fixtures.vault",
 ]

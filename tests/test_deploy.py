@@ -8,7 +8,7 @@ renderer against it.
 
 Helpers for other tests (the pod simulation reads the manifests through them):
 ``load_manifests(path)`` (YAML documents of a file or folder), ``render_kustomization(folder)``,
-``pod_specs(docs)``, ``injector_containers(pod)``, ``materialize_config(docs, pod, dest)``.
+``pod_specs(docs)``, ``injector_containers(pod)``, ``materialize_config(docs, workload, dest)``.
 """
 
 from __future__ import annotations
@@ -54,9 +54,22 @@ AUTO_CONFIGMAPS = {"kube-root-ca.crt"}
 
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:
-    """Returns the YAML documents of a file, or of every ``*.yaml`` under a folder (sorted)."""
+    """Returns the YAML documents of a file, or of every ``*.yaml`` under a folder (sorted).
+
+    YAML anchors (deployment.yaml shares the injector containers' settings through them) load as
+    one shared object; each document is rebuilt so that changing one container changes no other.
+    """
     files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
-    return [doc for file in files for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")) if doc is not None]
+    docs = [doc for file in files for doc in yaml.safe_load_all(file.read_text(encoding="utf-8"))]
+    return [_unshared(doc) for doc in docs if doc is not None]
+
+
+def _unshared(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 @dataclass
@@ -281,6 +294,12 @@ def app_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 def mount_of(container: dict[str, Any], path: str) -> dict[str, Any] | None:
     return next((m for m in container.get("volumeMounts", []) if m["mountPath"] == path), None)
+
+
+def _mount_name(container: dict[str, Any], path: str) -> str:
+    mount = mount_of(container, path)
+    assert mount is not None, f"{container['name']}: nothing mounted at {path}"
+    return str(mount["name"])
 
 
 def volume_named(pod: dict[str, Any], name: str) -> dict[str, Any]:
@@ -548,8 +567,8 @@ def test_app_reads_secrets_read_only_and_never_sees_the_token(variant: str, tmp_
     for workload, pod in workloads(variant):
         config = config_of(docs, workload, tmp_path / workload["metadata"]["name"])
         sidecar = injector_containers(pod)[0]
-        state_volume = mount_of(sidecar, str(config.state_dir))["name"]  # type: ignore[index]
-        secrets_volume = mount_of(sidecar, str(config.output_dir))["name"]  # type: ignore[index]
+        state_volume = _mount_name(sidecar, str(config.state_dir))
+        secrets_volume = _mount_name(sidecar, str(config.output_dir))
         assert config.vault is not None
         token_mount = next(
             m for m in sidecar["volumeMounts"] if str(config.vault.auth.token_path).startswith(m["mountPath"] + "/")
@@ -642,6 +661,63 @@ def test_vault_token_is_projected_for_vault_only(variant: str, tmp_path: Path) -
         (token,) = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
         assert token["audience"] == "vault"
         assert token["path"] == str(token_path.relative_to(mount["mountPath"]))
+
+
+def _awkward(name: str) -> str:
+    """A value for secret ``name`` with every character a careless template would mangle."""
+    return f'{name} it\'s "q" $HOME `id` #: x \\ y\ttab'
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _lookup(values: dict[Any, dict[str, str]], base: Any) -> Any:
+    from injector.refs import Secret
+
+    return Secret(values[base])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_templates_render_what_the_app_reads(variant: str, tmp_path: Path) -> None:
+    """Rendered with awkward values, each file gives them back whole to its reader (sh, a YAML parser)."""
+    from injector.render import Renderer
+
+    docs = rendered(variant)
+    for workload, _ in workloads(variant):
+        config = config_of(docs, workload, tmp_path / workload["metadata"]["name"])
+        values: dict[Any, dict[str, str]] = {}
+        for name, ref in config.secrets.items():
+            assert ref.key is not None, f"secrets.{name}: give the #KEY, so the template gets one string"
+            values.setdefault(ref.base, {})[ref.key] = _awkward(name)
+        awkward = {_awkward(name) for name in config.secrets}
+        renderer = Renderer(secrets=config.secrets, limits=config.limits)
+        for template in config.templates:
+            result = renderer.render(renderer.compile(template), functools.partial(_lookup, values))
+            assert not result.missing
+            text = result.content.decode()
+            if template.destination.endswith(".env"):
+                path = tmp_path / template.destination
+                path.write_text(text, encoding="utf-8")
+                names = re.findall(r"^([A-Z_][A-Z0-9_]*)=", text, re.MULTILINE)
+                script = f'set -a; . "{path}"; set +a; env -0'
+                out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True, env={}).stdout
+                read = dict(line.split("=", 1) for line in out.split("\0") if "=" in line)
+                found = [read.get(name, "") for name in names]
+            elif template.destination.endswith((".yml", ".yaml")):
+                found = [leaf for leaf in _leaves(yaml.safe_load(text)) if isinstance(leaf, str)]
+            else:
+                found = [value for value in awkward if value in text]
+            secret_like = [value for value in found if "it's" in value]
+            assert secret_like, f"{template.destination} uses no secret"
+            assert set(secret_like) <= awkward, f"{template.destination}: a value came back altered"
 
 
 # --- consistency inside each pod -----------------------------------------------------------------

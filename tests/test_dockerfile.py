@@ -283,8 +283,8 @@ def test_builder_steps_install_a_working_injector(tmp_path: Path) -> None:
     Same steps, same order: copy exactly the Dockerfile's COPY sources into a context; `pip wheel
     --no-deps` (here without build isolation and without an index: setuptools and wheel come
     from the test extras, so nothing leaves the machine); `python -m venv`; `pip install` the
-    wheel; uninstall pip and setuptools. Two differences, to stay fast and offline-friendly: the wheel is installed with --no-deps, and the dependencies
-    come from this test run's environment through a .pth file placed AFTER the venv's own
+    wheel; uninstall pip and setuptools. Two differences, to stay fast and offline-friendly: the
+    wheel is installed with --no-deps, and the dependencies come from this test run's environment through a .pth file placed AFTER the venv's own
     site-packages (the project's editable install there is not on that path: .pth files of an added
     folder are not processed). The test then checks that `injector` is imported from the new venv.
     """

@@ -281,12 +281,13 @@ def test_builder_steps_install_a_working_injector(tmp_path: Path) -> None:
     """The builder stage's steps, run in a fresh venv, give an `injector` that runs from its own files.
 
     Same steps, same order: copy exactly the Dockerfile's COPY sources into a context; `pip wheel
-    --no-deps` (here without build isolation and without an index: setuptools and wheel come
-    from the test extras, so nothing leaves the machine); `python -m venv`; `pip install` the
-    wheel; uninstall pip and setuptools. Two differences, to stay fast and offline-friendly: the
-    wheel is installed with --no-deps, and the dependencies come from this test run's environment through a .pth file placed AFTER the venv's own
-    site-packages (the project's editable install there is not on that path: .pth files of an added
-    folder are not processed). The test then checks that `injector` is imported from the new venv.
+    --no-deps` (here without build isolation and without an index: setuptools and wheel come from
+    the test extras, so nothing leaves the machine); `python -m venv`; `pip install` the wheel;
+    uninstall pip and setuptools. Two differences, to stay fast and offline-friendly: the wheel is
+    installed with --no-deps, and the dependencies come from this test run's environment through a
+    .pth file placed AFTER the venv's own site-packages (the project's editable install there is not
+    on that path: .pth files of an added folder are not processed). The test then checks that
+    `injector` is imported from the new venv.
     """
     context = tmp_path / "src"
     for stage in STAGES[:-1]:

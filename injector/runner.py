@@ -14,6 +14,7 @@ The engine is shared by ``init``, ``render --dry-run``, ``sidecar`` and ``exec``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -31,9 +32,12 @@ from injector.sink import OutputFile, PublishResult, Sink
 from injector.sources import Fetched, Source, build_source
 from injector.state import load_state, save_state
 
-__all__ = ["Engine", "InitResult", "run_init"]
+__all__ = ["ENV_PREFIX", "Engine", "InitResult", "env_templates", "run_init"]
 
 logger = logging.getLogger(__name__)
+
+#: Engine keys of the in-memory templates behind ``env:`` (exec mode); they are never published.
+ENV_PREFIX = "$env/"
 
 #: Rounds of "render, fetch what was missing" before a template is declared to be chasing its tail.
 MAX_RENDER_PASSES = 8
@@ -46,6 +50,15 @@ class InitResult:
     references: int
     attempts: int
     elapsed: float
+
+
+def env_templates(config: Config) -> list[TemplateConfig]:
+    """Returns one in-memory template per ``env:`` entry (``NAME: reference`` or a template)."""
+    out = []
+    for name, value in config.env.items():
+        text = value if ("{{" in value or "{%" in value) else "{{ secret(" + json.dumps(value) + ") }}"
+        out.append(TemplateConfig(where=f"env.{name}", destination=f"{ENV_PREFIX}{name}", contents=text, mode=0o400))
+    return out
 
 
 class Engine:
@@ -160,6 +173,18 @@ class Engine:
             self.used[destination] = result.refs
         return result
 
+    def files(self) -> list[OutputFile]:
+        """The files to publish: every output but the in-memory ``env:`` values."""
+        return [f for name, f in self.outputs.items() if not name.startswith(ENV_PREFIX)]
+
+    def env_values(self) -> dict[str, str]:
+        """The rendered ``env:`` values (exec mode), by variable name."""
+        return {
+            name[len(ENV_PREFIX) :]: f.content.decode("utf-8", errors="replace")
+            for name, f in self.outputs.items()
+            if name.startswith(ENV_PREFIX)
+        }
+
     def output_file(self, destination: str, result: RenderResult) -> OutputFile:
         template = self.compiled[destination].template
         return OutputFile(
@@ -242,7 +267,7 @@ def run_init(
             load_state(config.state_dir, engine)
         backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
         attempts = engine.converge(list(engine.compiled), deadline=deadline, backoff=backoff)
-        result: PublishResult = sink.publish(list(engine.outputs.values()))
+        result: PublishResult = sink.publish(engine.files())
         if config.state_dir is not None:
             save_state(config.state_dir, engine)
     finally:

@@ -33,7 +33,7 @@ from injector.health import HealthServer
 from injector.metrics import Registry, standard_metrics
 from injector.notify import build_notifier
 from injector.refs import Reference
-from injector.runner import Engine
+from injector.runner import Engine, env_templates
 from injector.schedule import Scheduler
 from injector.sink import Sink
 from injector.sources import Fetched, LeasedSource, Source, StatefulSource
@@ -58,7 +58,15 @@ class Sidecar:
         revoke_on_exit: bool = False,
         child: Callable[[], int | None] | None = None,
         install_signals: bool = True,
+        on_ready: Callable[[Mapping[str, str]], None] | None = None,
+        on_env_change: Callable[[Mapping[str, str]], None] | None = None,
     ) -> None:
+        """Args:
+        child: the pid of exec mode's child, for ``{signal: …, child: true}`` notifiers.
+        install_signals: stop on SIGTERM/SIGINT (exec mode forwards signals itself).
+        on_ready: called once after the first render with the rendered ``env:`` values.
+        on_env_change: called from the loop thread when a rendered ``env:`` value changed.
+        """
         self.config = config
         self.engine = Engine(config, sources=sources)
         self.sink = Sink(config.output_dir, allow_non_tmpfs=config.allow_non_tmpfs)
@@ -76,6 +84,9 @@ class Sidecar:
         #: destination → notifier keys; identical notifier configs share a key, so they fire once.
         self._notifiers: dict[str, list[str]] = {}
         self._child = child
+        self._on_ready = on_ready
+        self._on_env_change = on_env_change
+        self._env: dict[str, str] = {}
         self._install_signals = install_signals
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
         self._stop = threading.Event()
@@ -109,6 +120,7 @@ class Sidecar:
             lambda changed: self._events.put(("files", changed)),
         )
         self.engine.compile()
+        self.engine.compile(env_templates(self.config))
         self._watch_file_refs(self.engine.static_refs())
         self._register_notifiers()
         if self.config.health.address:
@@ -198,6 +210,9 @@ class Sidecar:
                 self._events.put(("files", early))
         self.ready_event.set()
         self.metrics.ready.set(1)
+        self._env = self.engine.env_values()
+        if self._on_ready is not None:
+            self._on_ready(dict(self._env))
         logger.info(
             "first render done: %d file(s) from %d reference(s)", len(self.engine.outputs), len(self.engine.cache)
         )
@@ -248,6 +263,13 @@ class Sidecar:
         dirty |= self._refresh(refetch)
         if dirty:
             self._render(dirty)
+            env = self.engine.env_values()
+            if env != self._env:
+                changed = sorted(name for name in env.keys() | self._env.keys() if env.get(name) != self._env.get(name))
+                self._env = env
+                logger.info("environment changed: %s", ", ".join(changed))
+                if self._on_env_change is not None:
+                    self._on_env_change(dict(env))
         if dirty or (self._publish_due is not None and self._publish_due <= time.time()):
             self._publish()
         self.metrics.ready.set(1 if self.ready()[0] else 0)
@@ -367,7 +389,7 @@ class Sidecar:
 
     def _publish(self, *, notify_only: set[str] | None = None) -> None:
         try:
-            result = self.sink.publish(list(self.engine.outputs.values()))
+            result = self.sink.publish(self.engine.files())
         except OutputError as exc:
             delay = self._publish_backoff.next()
             self._publish_due = time.time() + delay

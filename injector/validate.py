@@ -77,7 +77,7 @@ def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = 
         engine.converge(list(engine.compiled), deadline=time.monotonic() + timeout, backoff=backoff)
     finally:
         engine.close()
-    files = list(engine.outputs.values())
+    files = engine.files()
     try:
         sink = Sink(config.output_dir, allow_non_tmpfs=True)
         current = sink.current() if config.output_dir.is_dir() else {}

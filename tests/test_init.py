@@ -5,37 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.fixtures.cli import run, write_config
 from tests.fixtures.sentinel import SENTINEL
-
-
-def run(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs the injector CLI in a fresh process, as the console script does."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("INJECTOR_", "VAULT_"))}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "injector", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def write_config(folder: Path, output_dir: Path, templates: list[dict[str, Any]], **extra: Any) -> Path:
-    config = {"output_dir": str(output_dir), "templates": templates, **extra}
-    path = folder / "injector.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def snapshot_of(output_dir: Path) -> dict[str, bytes]:

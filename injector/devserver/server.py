@@ -55,6 +55,9 @@ _INJECTED = {
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when a client opens 16 at once
+    # (the injector's concurrent fetch), which then wait a ~1 s SYN retry.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], vault: DevVault,
                  ssl_context: ssl.SSLContext | None) -> None:
@@ -261,10 +264,14 @@ class DevVault:
         ``paths`` is a regular expression matched at the start of the path relative to ``/v1/``
         (so a plain prefix such as ``secret/data/`` works); None means every path.
         """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be between 0 and 1, got {rate!r}")
+        # Compile before changing anything, so a bad pattern leaves the knobs as they were.
+        pattern = re.compile(paths.removeprefix("/v1/")) if paths else None
         with self._knobs:
             self._error_rate = rate
             self._error_status = status
-            self._error_paths = re.compile(paths.removeprefix("/v1/")) if paths else None
+            self._error_paths = pattern
 
     def set_outage(self, on: bool) -> None:
         """While on, every request gets its connection closed without an answer."""

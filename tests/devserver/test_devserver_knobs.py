@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -151,3 +152,12 @@ def test_context_manager_starts_and_stops() -> None:
         assert requests.get(server.address + "/v1/sys/health", timeout=5).status_code == 200
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(server.address + "/v1/sys/health", timeout=5)
+
+
+
+def test_bad_error_rate_pattern_changes_nothing(vault: DevVault, client: hvac.Client) -> None:
+    """A set_error_rate call with a bad pattern raises and leaves every request succeeding."""
+    client.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "v"})
+    with pytest.raises(re.error):
+        vault.set_error_rate(1.0, 500, paths="(")
+    assert read(client)["data"]["data"] == {"k": "v"}  # type: ignore[index]

@@ -171,6 +171,66 @@ def sidecar(
     sys.exit(code)
 
 
+@cli.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@config_options
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="2m",
+    show_default=True,
+    envvar="INJECTOR_INIT_TIMEOUT",
+    help="Give up before starting CMD when transient errors of the first render last this long.",
+)
+@click.option(
+    "--revoke-on-exit",
+    is_flag=True,
+    envvar="INJECTOR_REVOKE_ON_EXIT",
+    help="Once CMD has stopped, revoke the Vault leases and token instead of leaving them to expire.",
+)
+@click.option(
+    "--health-address",
+    envvar="INJECTOR_HEALTH_ADDRESS",
+    help="Override health.address (HOST:PORT of /healthz, /readyz, /metrics).",
+)
+@logging_options
+@click.argument("command", metavar="-- CMD [ARGS]...", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(
+    config_path: Path,
+    output_dir: Path | None,
+    timeout: float,
+    revoke_on_exit: bool,
+    health_address: str | None,
+    log_level: str,
+    log_format: str,
+    command: tuple[str, ...],
+) -> None:
+    """Render, then run CMD with the env: secrets in its environment, and keep both fresh.
+
+    For compose, VMs and container entrypoints outside Kubernetes:
+
+    \b
+    injector exec -c injector.yaml -- ./server --port 8080
+
+    While CMD runs, a changed env: value restarts it (exec.kill_signal, exec.kill_timeout,
+    exec.splay) and a changed file fires its on_change notifiers ({signal: SIGHUP, child: true}
+    signals CMD). SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 are forwarded to CMD. Exits with
+    CMD's exit code (128+N if signal N ended it); CMD is never started if the first render fails.
+    As PID 1 it also reaps orphaned processes.
+    """
+    configure_logging(log_level, log_format)
+    from injector.child import reap_zombies_if_pid1
+
+    reap_zombies_if_pid1()
+    make_undumpable()
+    from injector.config import load_config
+    from injector.execmode import ExecMode
+
+    overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
+    config = load_config(config_path, overrides=overrides)
+    code = ExecMode(config, command, revoke_on_exit=revoke_on_exit, timeout=timeout).run()
+    sys.exit(code)
+
+
 @cli.command()
 @config_options
 @logging_options
@@ -210,6 +270,52 @@ def render(
 
     for line in preview(config, timeout=timeout, show=show or show_values, mask=not show_values):
         click.echo(line)
+
+
+@cli.command("dev-vault")
+@click.option("--port", type=int, default=8200, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--root-token", default="root", show_default=True, help="The root token, like `vault server -dev`.")
+@click.option("--latency", type=DURATION, default="0s", show_default=True, help="Delay added to every response.")
+@click.option("--tls", is_flag=True, help="Serve https with a fresh CA (see --ca-file).")
+@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="With --tls: write the CA PEM here.")
+@click.option("--kv-v1-mount", help="Also mount a KV v1 engine at this path.")
+@logging_options
+def dev_vault(
+    port: int,
+    root_token: str,
+    latency: float,
+    tls: bool,
+    ca_file: Path | None,
+    kv_v1_mount: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Run the in-memory, Vault-API-compatible dev server on 127.0.0.1 until SIGTERM.
+
+    For tests, the demo and local development; never production. It starts like
+    `vault server -dev`: KV v2 at secret/, a pki/ mount with role `dev`, a database/ mount with
+    role `dev` issuing leased credentials.
+    """
+    configure_logging(log_level, log_format)
+    from injector.devserver.__main__ import serve_forever
+
+    serve_forever(
+        "127.0.0.1", port, root_token, tls, latency=latency, kv_v1_mount=kv_v1_mount, ca_file=ca_file
+    )
+
+
+@cli.command()
+@logging_options
+def demo(log_level: str, log_format: str) -> None:
+    """The whole story on embedded backends: dev Vault + moto, init, an app, rotations, reloads.
+
+    Needs nothing set up (moto comes with the `demo` extra, which `make demo` installs); prints a
+    timeline and exits 0 when every change reached the app.
+    """
+    configure_logging("warning" if log_level == "info" else log_level, log_format)
+    from injector.demo import run_demo
+
+    sys.exit(run_demo(click.echo))
 
 
 def main() -> None:

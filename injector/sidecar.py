@@ -27,7 +27,7 @@ from pathlib import Path
 
 from injector.backoff import Backoff
 from injector.coalesce import Dispatcher, NotifyMetrics
-from injector.config import Config, NotifyConfig
+from injector.config import Config, NotifyConfig, SignalNotify
 from injector.errors import ConfigError, InjectorError, OutputError, SourceError
 from injector.health import HealthServer
 from injector.metrics import Registry, standard_metrics
@@ -87,6 +87,8 @@ class Sidecar:
         self._on_ready = on_ready
         self._on_env_change = on_env_change
         self._env: dict[str, str] = {}
+        #: Keys of ``{signal: …, child: true}`` notifiers (exec mode).
+        self._child_keys: frozenset[str] = frozenset()
         self._install_signals = install_signals
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
         self._stop = threading.Event()
@@ -176,6 +178,8 @@ class Sidecar:
             for notify in template.on_change:
                 if notify not in unique:
                     unique.append(notify)
+                    if isinstance(notify, SignalNotify) and notify.child:
+                        self._child_keys |= {f"notifier[{len(unique) - 1}]"}
                     self.dispatcher.register(f"notifier[{len(unique) - 1}]", build_notifier(notify, child=self._child))
                 keys.append(f"notifier[{unique.index(notify)}]")
             self._notifiers[template.destination] = keys
@@ -188,6 +192,9 @@ class Sidecar:
                 self.engine.converge(list(self.engine.compiled), deadline=time.monotonic() + 3600, backoff=backoff)
                 break
             except SourceError as exc:
+                # Unlike init, a sidecar waits for a missing secret to appear: forget the
+                # permanent failures so the next attempt fetches them again.
+                self.engine.failures.clear()
                 delay = backoff.next()
                 logger.warning("first render failed: %s; retrying in %.1fs", exc, delay)
                 if self._stop.wait(delay):
@@ -201,7 +208,8 @@ class Sidecar:
             self.metrics.renders.labels(template=destination).inc()
         # Only files that existed and changed are worth a reload: nobody has read a new one yet
         # (a native sidecar starts before the app), so init's output plus a restart stay silent.
-        self._publish(notify_only=set(self.sink.current()))
+        # exec mode starts its child after this render, so the child needs no signal for it.
+        self._publish(notify_only=set() if self._child is not None else set(self.sink.current()))
         if self._watcher is not None:
             self._watcher.start()
             # Anything edited while the first render ran is handled by the first pass.
@@ -252,6 +260,7 @@ class Sidecar:
 
     def _pass(self, changed_files: object) -> None:
         dirty: set[str] = set()
+        env_restart = False
         self._maintain_sessions()
         if isinstance(changed_files, set):
             dirty |= self._files_changed(changed_files)
@@ -270,8 +279,11 @@ class Sidecar:
                 logger.info("environment changed: %s", ", ".join(changed))
                 if self._on_env_change is not None:
                     self._on_env_change(dict(env))
+                    env_restart = True
         if dirty or (self._publish_due is not None and self._publish_due <= time.time()):
-            self._publish()
+            # A child restarted for new environment reads fresh files as it starts; a signal now
+            # could reach it before it installs its handlers.
+            self._publish(skip=self._child_keys if env_restart else frozenset())
         self.metrics.ready.set(1 if self.ready()[0] else 0)
         if self.config.state_dir is not None and (due.renew or due.fetch or dirty):
             self._save_state()
@@ -387,7 +399,7 @@ class Sidecar:
         self.metrics.render_errors.labels(template=destination).inc()
         logger.error("template %s failed, keeping its last good output: %s", destination, exc)
 
-    def _publish(self, *, notify_only: set[str] | None = None) -> None:
+    def _publish(self, *, notify_only: set[str] | None = None, skip: frozenset[str] = frozenset()) -> None:
         try:
             result = self.sink.publish(self.engine.files())
         except OutputError as exc:
@@ -402,7 +414,7 @@ class Sidecar:
         self.metrics.last_render.set(time.time())
         if result.changed:
             notify = result.changed if notify_only is None else result.changed & notify_only
-            keys = {key for dest in notify for key in self._notifiers.get(dest, [])}
+            keys = {key for dest in notify for key in self._notifiers.get(dest, [])} - skip
             logger.info("published %s (%d file(s) changed)", result.snapshot, len(result.changed))
             if keys:
                 self.dispatcher.changed(sorted(keys))

@@ -12,6 +12,7 @@ from injector.config import Config
 from injector.errors import ConfigError, InjectorError, OutputError
 from injector.redact import scrub
 from injector.render import Renderer
+from injector.runner import Engine, env_templates
 from injector.sink import Sink, check_filesystem
 
 __all__ = ["ValidateReport", "preview", "validate_config"]
@@ -33,7 +34,7 @@ def validate_config(config: Config) -> ValidateReport:
     problems: list[InjectorError] = []
     schemes: Counter[str] = Counter()
     refs = set(config.secrets.values())
-    for template in config.templates:
+    for template in [*config.templates, *env_templates(config)]:
         try:
             compiled = renderer.compile(template)
             refs |= renderer.static_refs(compiled)
@@ -68,8 +69,6 @@ def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = 
 
     Values are masked (``<redacted>``) unless ``mask`` is False. Nothing is written.
     """
-    from injector.runner import Engine
-
     engine = Engine(config)
     try:
         engine.compile()

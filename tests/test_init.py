@@ -204,6 +204,13 @@ class TestValidateAndPreview:
         assert "templates[0] (a)" in result.stderr
         assert "templates[1] (b)" in result.stderr
 
+    def test_validate_checks_env_templates(self, tmp_path: Path) -> None:
+        """A broken template string in env: (exec mode) fails validate, naming the variable."""
+        config = write_config(tmp_path, Path("/out"), [], env={"GOOD": "env:HOME", "BAD": "{{ oops"})
+        result = run(["validate", "-c", str(config)])
+        assert result.returncode == 16
+        assert "env.BAD" in result.stderr
+
     def test_vault_references_need_a_vault_section(self, tmp_path: Path) -> None:
         """Using vault: references without a vault: section is a config error."""
         config = write_config(

@@ -298,6 +298,22 @@ class TestLifecycle:
         assert (output_dir / "..data").readlink() == snapshot
         assert app.reloads() == []
 
+    def test_waits_for_a_missing_secret_then_becomes_ready(self, harness: Harness, output_dir: Path) -> None:
+        """A reference missing at start keeps /readyz at 503; once it exists the sidecar renders and is ready."""
+        missing = harness.tmp_path / "later" / "token"
+        config = harness.config(
+            base_config(output_dir, [{"contents": "{{ secret('file:" + str(missing) + "') }}", "destination": "t"}])
+        )
+        sidecar = harness.sidecar(config)
+        wait_for(lambda: "first render failed" in sidecar.logs(), 10, "the first failure in the log")
+        status, reason = sidecar.get("/readyz")
+        assert status == 503
+        assert "waiting for the first render" in reason
+        missing.parent.mkdir()
+        missing.write_text("arrived")
+        sidecar.wait_ready()
+        assert (output_dir / "t").read_text() == "arrived"
+
     def test_health_endpoints(self, harness: Harness, output_dir: Path) -> None:
         """/healthz and /readyz answer 200 when rendered; /metrics is Prometheus text."""
         config = harness.config(base_config(output_dir, [{"contents": "x", "destination": "a"}]))

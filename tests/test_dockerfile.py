@@ -223,7 +223,7 @@ def test_oci_labels() -> None:
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert args["VERSION"] == injector.__version__, "bump the Dockerfile's VERSION with injector.__version__"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert labels["org.opencontainers.image.licenses"] == project["license"]["text"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
 
 
 def test_no_secret_looking_args_or_env() -> None:

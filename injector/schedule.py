@@ -6,7 +6,8 @@ The rules, per kind of value (all times jittered so a fleet of pods does not mov
   grants less than the lease asked for, its max TTL is near, so fetch a replacement at 80–90% of
   what is left (the app is notified and has time to reload before the old credentials die);
 - non-renewable lease: fetch again at 85–95% of its duration (consul-template's rule);
-- certificate (PKI issue): issue again at about 2/3 of its validity;
+- certificate (PKI issue): issue again at about 2/3 of its validity, counted from when it was
+  fetched (Vault back-dates NotBefore);
 - static values (KV, Secrets Manager, SSM, files): poll every ``refresh.interval`` (or the
   reference's ``?refresh=``). The jitter only ever shortens the wait, so a change is seen within
   ``interval`` (the propagation budget), and every static reference with the same interval
@@ -14,7 +15,8 @@ The rules, per kind of value (all times jittered so a fleet of pods does not mov
   100 secrets, not 100 calls at 100 random moments);
 - a failed fetch keeps the last good value and is retried with its own backoff (equal jitter,
   ``min_backoff`` doubling to ``max_backoff``); after ``max_stale`` without success it is stale.
-- ``env:`` values never change while the process lives: they are not polled.
+- ``env:`` values never change while the process lives: they are not polled;
+- nothing is fetched again sooner than ``min_backoff`` after a fetch, whatever its lifetime says.
 """
 
 from __future__ import annotations
@@ -101,10 +103,12 @@ class Scheduler:
                 low, high = (0.80, 0.90) if near_max else (0.85, 0.95)
                 entry.due = now + remaining * self._between(low, high)
         elif fetched.not_after is not None:
-            start = fetched.not_before if fetched.not_before is not None else fetched.fetched_at
+            # Vault back-dates NotBefore (30 s by default): counted from there, 2/3 of a short
+            # TTL is already past when the certificate arrives. Count from the fetch instead.
+            start = max(fetched.not_before or fetched.fetched_at, fetched.fetched_at)
             lifetime = max(0.0, fetched.not_after - start)
             entry.action = "fetch"
-            entry.due = max(now, start + lifetime * (2 / 3) * self._between(0.95, 1.0))
+            entry.due = start + lifetime * (2 / 3) * self._between(0.95, 1.0)
         elif ref.scheme == "env":
             entry.action = "fetch"
             entry.due = float("inf")
@@ -117,6 +121,10 @@ class Scheduler:
             else:
                 entry.grouped = True
                 entry.due = self._group_due(interval, now)
+        if entry.action == "fetch":
+            # However short a value's life, never fetch it again sooner than min_backoff: a
+            # computed time in the past must not become a request storm.
+            entry.due = max(entry.due, now + self.refresh.min_backoff)
         return entry
 
     def failed(self, ref: Reference) -> Entry:

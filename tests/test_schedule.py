@@ -72,11 +72,25 @@ class TestLeases:
 
 class TestCertificatesAndStatic:
     def test_certificate_is_reissued_at_two_thirds_of_validity(self) -> None:
-        """A certificate is issued again at about 2/3 of its validity."""
+        """A certificate is issued again at about 2/3 of its validity, counted from the fetch."""
         sched, clock = scheduler(rand=1.0)
-        cert = Fetched(value=Secret({}), not_before=clock.now - 60, not_after=clock.now + 2940, fetched_at=clock.now)
+        cert = Fetched(value=Secret({}), not_before=clock.now, not_after=clock.now + 3000, fetched_at=clock.now)
         entry = sched.track(parse_reference("vault:pki/issue/web?common_name=a"), cert)
-        assert entry.due == pytest.approx(clock.now - 60 + 2000)
+        assert entry.due == pytest.approx(clock.now + 2000)
+
+    def test_backdated_not_before_does_not_bring_the_reissue_forward(self) -> None:
+        """Vault back-dates NotBefore by 30 s; a 6 s certificate is still re-issued ~4 s after its fetch."""
+        sched, clock = scheduler(rand=1.0, min_backoff=0.1)
+        cert = Fetched(value=Secret({}), not_before=clock.now - 30, not_after=clock.now + 6, fetched_at=clock.now)
+        entry = sched.track(parse_reference("vault:pki/issue/web?common_name=a"), cert)
+        assert entry.due == pytest.approx(clock.now + 4)
+
+    def test_a_past_due_time_is_floored_at_min_backoff(self) -> None:
+        """A value whose computed refresh is already past is fetched no sooner than min_backoff."""
+        sched, clock = scheduler(min_backoff=2)
+        cert = Fetched(value=Secret({}), not_before=clock.now - 100, not_after=clock.now - 1, fetched_at=clock.now - 50)
+        entry = sched.track(parse_reference("vault:pki/issue/web?common_name=a"), cert)
+        assert entry.due == pytest.approx(clock.now + 2)
 
     @pytest.mark.parametrize("rand", [0.0, 0.5, 1.0])
     def test_static_values_are_never_polled_later_than_the_interval(self, rand: float) -> None:

@@ -411,7 +411,7 @@ class _Parser:
 
     def refresh(self, fields: _Fields) -> RefreshConfig:
         wait_fields = fields.section("wait")
-        wait = WaitConfig(min=wait_fields.duration("min", 0.1), max=wait_fields.duration("max", 1.0))
+        wait = WaitConfig(min=wait_fields.duration("min", 0.05), max=wait_fields.duration("max", 1.0))
         wait_fields.done()
         if wait.max < wait.min:
             raise ConfigError(f"{fields.path('wait')}.max: must be at least wait.min")

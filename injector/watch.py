@@ -3,9 +3,10 @@
 Kubernetes updates a ConfigMap or Secret volume by writing a new timestamped folder and renaming
 a ``..data`` symlink over the old one; the files the app opens are symlinks through ``..data``, so
 the file itself never gets a write event. We therefore watch each file's *folder* (not the file)
-with watchfiles (inotify) and, on any event there, report every watched file of that folder whose
-content fingerprint (the resolved target's inode, size and mtime) changed. The consumer re-reads
-and compares contents, so a spurious report costs a read, never a needless render.
+with inotify (watchfiles where inotify is missing) and, on any event there, report every watched
+file of that folder whose content fingerprint (the resolved target's inode, size and mtime)
+changed. The consumer re-reads and compares contents, so a spurious report costs a read, never a
+needless render. On Linux the watcher sleeps in the kernel: an idle sidecar has no wakeups.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from injector import inotify
 
 __all__ = ["Watcher"]
 
@@ -56,6 +59,7 @@ class Watcher:
         self._step_ms = step_ms
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._inotify: inotify.Inotify | None = None
         self._prints: dict[Path, Fingerprint] = {p: _fingerprint(p) for p in self._paths}
         self._lock = threading.Lock()
 
@@ -73,20 +77,42 @@ class Watcher:
     def start(self) -> None:
         """Starts watching; returns once the kernel watches are in place (so no edit made after
         ``start()`` returns can be missed). Nothing happens when there is nothing to watch."""
-        folders = sorted({p.parent for p in self._paths if p.parent.is_dir()})
+        folders = self._folders()
         if not folders:
             return
-        # RustNotify is what watchfiles.watch() builds first; building it here, not in the
-        # thread, closes the gap between "thread started" and "inotify watches added".
-        from watchfiles._rust_notify import RustNotify
+        notify: Any
+        if inotify.available():
+            # Blocks in the kernel until something changes: no wakeups while idle.
+            notify = inotify.Inotify(str(f) for f in folders)
+            self._inotify = notify
+            target = self._run_inotify
+        else:
+            # RustNotify is what watchfiles.watch() builds first; building it here, not in the
+            # thread, closes the gap between "thread started" and "watches added".
+            from watchfiles._rust_notify import RustNotify
 
-        notify = RustNotify([str(f) for f in folders], False, False, 300, True, False)
-        self._thread = threading.Thread(target=self._run, args=(notify,), name="watch", daemon=True)
+            notify = RustNotify([str(f) for f in folders], False, False, 300, True, False)
+            target = self._run_watchfiles
+        self._thread = threading.Thread(target=target, args=(notify,), name="watch", daemon=True)
         self._thread.start()
         logger.info("watching %d file(s) in %d folder(s)", len(self._paths), len(folders))
 
+    def _folders(self) -> list[Path]:
+        """Each file's folder, and the folder holding any symlinked ancestor (a ConfigMap item
+        nested under a symlink ``sub -> ..data/sub`` changes when ``..data`` is swapped above it)."""
+        folders: set[Path] = set()
+        for path in self._paths:
+            if path.parent.is_dir():
+                folders.add(path.parent)
+            for ancestor in path.parents:
+                if ancestor.is_symlink() and ancestor.parent.is_dir():
+                    folders.add(ancestor.parent)
+        return sorted(folders)
+
     def stop(self) -> None:
         self._stop.set()
+        if self._inotify is not None:
+            self._inotify.wake()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -101,18 +127,31 @@ class Watcher:
                     changed.add(path)
         return changed
 
-    def _run(self, notify: Any) -> None:
+    def _report(self) -> None:
+        changed = self.check()
+        if changed:
+            logger.debug("files changed: %s", ", ".join(map(str, sorted(changed))))
+            self._on_change(changed)
+
+    def _run_inotify(self, notify: inotify.Inotify) -> None:
+        try:
+            while not self._stop.is_set():
+                if notify.wait(None):
+                    notify.drain_for(self._debounce_ms / 1000)
+                    self._report()
+        except Exception:
+            logger.exception("file watcher stopped; file changes are now seen only at refresh.interval")
+        finally:
+            notify.close()
+
+    def _run_watchfiles(self, notify: Any) -> None:
         try:
             with notify:
                 while not self._stop.is_set():
                     result = notify.watch(self._debounce_ms, self._step_ms, 1000, self._stop)
                     if result == "stop":
                         return
-                    if result in ("timeout", "signal"):
-                        continue
-                    changed = self.check()
-                    if changed:
-                        logger.debug("files changed: %s", ", ".join(map(str, sorted(changed))))
-                        self._on_change(changed)
+                    if result not in ("timeout", "signal"):
+                        self._report()
         except Exception:
             logger.exception("file watcher stopped; file changes are now seen only at refresh.interval")

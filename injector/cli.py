@@ -7,10 +7,11 @@ and the exit code of its class, so an init container's failure reads well in ``k
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -318,6 +319,16 @@ def demo(log_level: str, log_format: str) -> None:
     sys.exit(run_demo(click.echo))
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exits with ``code`` at once. After an error a backend thread may still be inside a client
+    retry (botocore sleeps in its own loop); the normal exit would wait for it, past the deadline
+    the user set. Output is flushed first; injector keeps nothing that needs atexit handlers."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def main() -> None:
     """The console script: run the CLI and turn errors into one line and an exit code."""
     try:
@@ -326,7 +337,7 @@ def main() -> None:
         message = scrub(str(exc))
         logger.debug("exiting with %s (code %d)", type(exc).__name__, exc.exit_code)
         click.echo(f"injector: error: {message}", err=True)
-        sys.exit(exc.exit_code)
+        _exit_now(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("injector: aborted", err=True)
         sys.exit(1)

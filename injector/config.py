@@ -244,6 +244,8 @@ def load_config(
         raise ConfigError(f"{path}{where}: invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError:
         raise ConfigError(f"{path}: invalid YAML") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     return parse_config(raw, path=path, overrides=overrides, environ=environ)
 
 

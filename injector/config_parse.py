@@ -86,6 +86,25 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _url(fields: _Fields, key: str, value: str) -> str:
+    """Returns ``value`` if it is an http(s) URL with a host, else a ConfigError naming ``key``."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # urllib validates the port (and a bracketed IPv6 host) only when asked
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise fields.error(key, f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _check_path_text(fields: _Fields, key: str, value: str) -> str:
+    if "\x00" in value:
+        raise fields.error(key, "a path cannot contain a NUL character")
+    return value
+
+
 class _Fields:
     """Typed access to one mapping of the config that remembers which keys were read.
 
@@ -162,6 +181,7 @@ class _Fields:
         value = self.string(key)
         if value is None:
             return default
+        _check_path_text(self, key, value)
         return (base / os.path.expanduser(value)) if not os.path.isabs(value) else Path(value)
 
     def section(self, key: str) -> _Fields:
@@ -228,6 +248,7 @@ class _Parser:
         return config
 
     def abs_dir(self, fields: _Fields, key: str, value: str) -> Path:
+        _check_path_text(fields, key, value)
         if not os.path.isabs(value):
             raise fields.error(key, f"must be an absolute path, got {value!r}")
         return Path(value)
@@ -237,9 +258,7 @@ class _Parser:
             return None
         fields = top.section("vault")
         address = fields.required("address", "the Vault URL, e.g. https://vault.vault:8200 (or set VAULT_ADDR)")
-        parts = urlsplit(address)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise fields.error("address", f"expected an http:// or https:// URL, got {address!r}")
+        _url(fields, "address", address)
         auth = self.vault_auth(fields.section("auth"))
         config = VaultConfig(
             address=address.rstrip("/"),
@@ -285,8 +304,8 @@ class _Parser:
 
     def aws(self, fields: _Fields) -> AwsConfig:
         endpoint = fields.string("endpoint_url")
-        if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
-            raise fields.error("endpoint_url", f"expected an http:// or https:// URL, got {endpoint!r}")
+        if endpoint is not None:
+            _url(fields, "endpoint_url", endpoint)
         aws = AwsConfig(
             region=fields.string("region"),
             endpoint_url=endpoint,
@@ -377,8 +396,7 @@ class _Parser:
             notifier = self.signal_notifier(fields)
         elif kinds[0] == "http":
             url = fields.required("http", "the reload URL")
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise fields.error("http", f"expected an http:// or https:// URL, got {url!r}")
+            _url(fields, "http", url)
             headers = fields.get("headers") or {}
             if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
                 raise fields.error("headers", "expected a mapping of header: value strings")

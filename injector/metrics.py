@@ -327,6 +327,7 @@ class InjectorMetrics:
     ready: Gauge
     last_render: Gauge
     build_info: Gauge
+    publish_errors: Counter
 
 
 def standard_metrics(registry: Registry, *, version: str | None = None) -> InjectorMetrics:
@@ -335,7 +336,10 @@ def standard_metrics(registry: Registry, *, version: str | None = None) -> Injec
         from injector import __version__ as version
     metrics = InjectorMetrics(
         renders=Counter(
-            "injector_renders_total", "Templates rendered whose bytes changed.", ("template",), registry=registry
+            "injector_renders_total",
+            "Templates rendered (whether or not their bytes changed).",
+            ("template",),
+            registry=registry,
         ),
         render_errors=Counter(
             "injector_render_errors_total", "Template renders that failed.", ("template",), registry=registry
@@ -377,6 +381,11 @@ def standard_metrics(registry: Registry, *, version: str | None = None) -> Injec
             registry=registry,
         ),
         build_info=Gauge("injector_build_info", "Always 1; the version as a label.", ("version",), registry=registry),
+        publish_errors=Counter(
+            "injector_publish_errors_total",
+            "Snapshots that could not be published (a full or unwritable output volume).",
+            registry=registry,
+        ),
     )
     metrics.build_info.labels(version=version).set(1)
     return metrics

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -295,12 +295,15 @@ def _tail(data: bytes, lines: int = STDERR_TAIL_LINES) -> str:
 class CommandNotifier:
     """Runs an argv (never through a shell) and waits for it; exit 0 is success.
 
-    The command inherits the sidecar's environment unchanged, reads /dev/null, and runs in a new
-    session: on timeout its whole process group is killed, grandchildren included.
+    The command gets ``environ`` (the sidecar passes its own environment without the Vault token,
+    injector's settings, AWS keys and the variables behind ``env:`` references), reads /dev/null,
+    and runs in a new session: on timeout its whole process group is killed, grandchildren
+    included.
     """
 
-    def __init__(self, config: CommandNotify) -> None:
+    def __init__(self, config: CommandNotify, *, environ: Mapping[str, str] | None = None) -> None:
         self._config = config
+        self._environ = dict(environ) if environ is not None else None
 
     def describe(self) -> str:
         return self._config.describe()
@@ -314,6 +317,7 @@ class CommandNotifier:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                env=self._environ,
             )
         except OSError as exc:
             raise NotifyError(f"{self.describe()}: cannot start {argv[0]}: {exc.strerror}") from None
@@ -353,10 +357,16 @@ def _kill_group(pgid: int) -> None:
 # --- factory ------------------------------------------------------------------------------------
 
 
-def build_notifier(config: NotifyConfig, *, child: Callable[[], int | None] | None = None) -> Notifier:
-    """Returns the notifier for one ``on_change`` entry; ``child`` gives exec mode's child pid."""
+def build_notifier(
+    config: NotifyConfig,
+    *,
+    child: Callable[[], int | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Notifier:
+    """Returns the notifier for one ``on_change`` entry; ``child`` gives exec mode's child pid,
+    ``environ`` the environment of command notifiers (default: the sidecar's own)."""
     if isinstance(config, SignalNotify):
         return SignalNotifier(config, child=child)
     if isinstance(config, HttpNotify):
         return HttpNotifier(config)
-    return CommandNotifier(config)
+    return CommandNotifier(config, environ=environ)

@@ -7,6 +7,7 @@ that messages are built from references, never values; render.py redacts its own
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -61,12 +62,22 @@ def _leaves(value: Any) -> Iterable[str]:
             for line in value.splitlines():
                 if len(line) >= MIN_LENGTH and line != value:
                     yield line
+        # A JSON secret (Secrets Manager) is one string; its #KEY values must be masked too.
+        if value.lstrip().startswith(("{", "[")):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return
+            if isinstance(parsed, dict | list):
+                yield from _leaves(parsed)
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _leaves(item)
     elif isinstance(value, list | tuple):
         for item in value:
             yield from _leaves(item)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and len(str(value)) >= MIN_LENGTH:
+        yield str(value)
 
 
 class RedactingFilter(logging.Filter):

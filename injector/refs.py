@@ -216,8 +216,8 @@ def _check_path(scheme: str, path: str, key: str | None, fail: Any) -> None:
     elif scheme == "aws-sm":
         if not _SM_NAME.fullmatch(path):
             raise fail(f"{path!r} is not a secret name or ARN", scheme)
-    elif scheme == "file" and "\x00" in path:
-        raise fail("a file path cannot contain NUL", scheme)
+    elif scheme == "file" and ("\x00" in path or path != path.strip() or not path.strip()):
+        raise fail("a file path cannot contain NUL or begin or end with white space", scheme)
 
 
 def _check_ssm_path(path: str, key: str | None, fail: Any) -> None:

@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from injector.backoff import Backoff
@@ -50,6 +51,19 @@ class InitResult:
     references: int
     attempts: int
     elapsed: float
+
+
+def _size_of(value: object) -> int:
+    """Bytes of a value: a string's UTF-8 length, or the sum over a mapping's keys and values."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", errors="replace"))
+    if isinstance(value, Mapping):
+        return sum(_size_of(str(k)) + _size_of(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_size_of(v) for v in value)
+    return len(str(value))
 
 
 def env_templates(config: Config) -> list[TemplateConfig]:
@@ -115,10 +129,12 @@ class Engine:
 
     # --- fetching -------------------------------------------------------------------------------
 
-    def fetch(self, refs: Iterable[Reference]) -> dict[Reference, SourceError]:
+    def fetch(self, refs: Iterable[Reference], *, deadline: float | None = None) -> dict[Reference, SourceError]:
         """Fetches ``refs`` (base references) into the cache; returns the errors, per reference.
 
-        Every backend is asked at once; each batches or fans out inside its own ``fetch``.
+        Every backend is asked at once; each batches or fans out inside its own ``fetch``. With a
+        ``deadline`` (``time.monotonic()`` scale), a backend still busy then (its client retrying
+        inside one call) is reported unavailable instead of being waited for.
         """
         groups: dict[str, list[Reference]] = defaultdict(list)
         for ref in sorted(set(refs), key=str):
@@ -129,12 +145,23 @@ class Engine:
         futures = {scheme: self._pool.submit(self._fetch_group, scheme, group) for scheme, group in groups.items()}
         for scheme, future in futures.items():
             try:
-                results = future.result()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                results = future.result(timeout=timeout)
+            except FutureTimeout:
+                results = {
+                    ref: UnavailableError(
+                        f"{ref}: timed out: {scheme} gave no answer before the deadline (its client was retrying)",
+                        ref=str(ref),
+                    )
+                    for ref in groups[scheme]
+                }
             except SourceError as exc:
                 # A backend that cannot log in or be reached at all fails each of its refs.
                 results = dict.fromkeys(groups[scheme], exc)
             for ref in groups[scheme]:
                 result = results.get(ref) or UnavailableError(f"{ref}: the backend returned no result", ref=str(ref))
+                if isinstance(result, Fetched):
+                    result = self._check_size(ref, result)
                 if isinstance(result, Fetched):
                     register_value(result.value.reveal())
                     self.cache[ref] = result
@@ -142,6 +169,18 @@ class Engine:
                 else:
                     errors[ref] = result
         return errors
+
+    def _check_size(self, ref: Reference, fetched: Fetched) -> Fetched | SourceError:
+        """Refuses a value larger than ``limits.max_secret_bytes``, whatever backend it came from."""
+        size = _size_of(fetched.value.reveal())
+        limit = self.config.limits.max_secret_bytes
+        if size <= limit:
+            return fetched
+        return SourceError(
+            f"{ref}: the value is {size} bytes, more than limits.max_secret_bytes ({limit}); "
+            "raise the limit if this is intended",
+            ref=str(ref),
+        )
 
     def _fetch_group(self, scheme: str, refs: list[Reference]) -> Mapping[Reference, Fetched | SourceError]:
         started = time.monotonic()
@@ -205,7 +244,7 @@ class Engine:
             todo = {ref for ref in wanted if ref not in self.cache and ref not in self.failures}
             if todo:
                 attempts += 1
-                errors = self.fetch(todo)
+                errors = self.fetch(todo, deadline=deadline)
                 transient = {ref: err for ref, err in errors.items() if err.retryable}
                 self.failures.update({ref: err for ref, err in errors.items() if not err.retryable})
                 if transient:

@@ -18,6 +18,7 @@ backoff, and after ``max_stale`` makes ``/readyz`` fail until it recovers.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from injector.backoff import Backoff
+from injector.child import child_environment
 from injector.coalesce import Dispatcher, NotifyMetrics
 from injector.config import Config, NotifyConfig, SignalNotify
 from injector.errors import ConfigError, InjectorError, OutputError, SourceError
@@ -95,6 +97,8 @@ class Sidecar:
         self._render_errors: dict[str, str] = {}
         self._publish_backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
         self._publish_due: float | None = None
+        #: When publishing started failing (a full volume); /readyz fails after max_stale of it.
+        self._publish_failing_since: float | None = None
         self._maintain_due: dict[str, float] = {}
         self._busy_since: float | None = None
         self._health: HealthServer | None = None
@@ -157,6 +161,12 @@ class Sidecar:
         """/readyz: the first render is done and nothing is stale past ``max_stale``."""
         if not self.ready_event.is_set():
             return False, "waiting for the first render"
+        failing = self._publish_failing_since
+        if failing is not None and time.time() - failing > self.config.refresh.max_stale:
+            return False, (
+                f"publishing has failed for {format_duration(time.time() - failing)} "
+                f"(max_stale {format_duration(self.config.refresh.max_stale)}); the previous files are in place"
+            )
         stale = self.scheduler.stale()
         if stale:
             ref, age = stale[0]
@@ -169,9 +179,17 @@ class Sidecar:
 
     # --- set-up ---------------------------------------------------------------------------------
 
+    def _command_environment(self) -> dict[str, str]:
+        """What a command notifier inherits: the sidecar's environment without the Vault token,
+        injector's settings, AWS keys, and every variable an ``env:`` reference reads."""
+        secret_names = {ref.path for ref in self.engine.static_refs() if ref.scheme == "env"}
+        secret_names |= {ref.path for ref in self.config.secrets.values() if ref.scheme == "env"}
+        return child_environment(os.environ, {}, allow=(), deny=tuple(sorted(secret_names)))
+
     def _register_notifiers(self) -> None:
         # Equal notifier configs share one key, so a SIGHUP covering several files fires once.
         # Keys are indexes, not reprs: an HTTP notifier's headers may hold a token.
+        environ = self._command_environment()
         unique: list[NotifyConfig] = []
         for template in self.config.templates:
             keys = []
@@ -180,7 +198,9 @@ class Sidecar:
                     unique.append(notify)
                     if isinstance(notify, SignalNotify) and notify.child:
                         self._child_keys |= {f"notifier[{len(unique) - 1}]"}
-                    self.dispatcher.register(f"notifier[{len(unique) - 1}]", build_notifier(notify, child=self._child))
+                    self.dispatcher.register(
+                        f"notifier[{len(unique) - 1}]", build_notifier(notify, child=self._child, environ=environ)
+                    )
                 keys.append(f"notifier[{unique.index(notify)}]")
             self._notifiers[template.destination] = keys
 
@@ -403,6 +423,9 @@ class Sidecar:
         try:
             result = self.sink.publish(self.engine.files())
         except OutputError as exc:
+            self.metrics.publish_errors.inc()
+            if self._publish_failing_since is None:
+                self._publish_failing_since = time.time()
             delay = self._publish_backoff.next()
             self._publish_due = time.time() + delay
             logger.error(  # noqa: TRY400 - one line, no traceback
@@ -410,6 +433,7 @@ class Sidecar:
             )
             return
         self._publish_due = None
+        self._publish_failing_since = None
         self._publish_backoff.reset()
         self.metrics.last_render.set(time.time())
         if result.changed:

@@ -1,0 +1,45 @@
+"""The redaction safety net: every registered value is masked in log text, JSON leaves included."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from injector.redact import MASK, RedactingFilter, register_value, scrub
+from tests.fixtures.sentinel import SENTINEL
+
+
+class TestScrub:
+    def test_plain_value(self) -> None:
+        """A registered string is masked wherever it appears."""
+        register_value(SENTINEL + "-plain")
+        assert scrub(f"x {SENTINEL}-plain y") == f"x {MASK} y"
+
+    def test_values_inside_a_json_secret(self) -> None:
+        """Each value of a JSON-object secret is masked on its own (a #KEY selects one of them)."""
+        register_value(json.dumps({"password": SENTINEL + "-json", "port": 54321}))
+        assert scrub(f"password is {SENTINEL}-json") == f"password is {MASK}"
+        assert scrub("port 54321") == f"port {MASK}"
+
+    def test_lines_of_a_multiline_value(self) -> None:
+        """Each line of a PEM-like value is masked too."""
+        register_value(f"-----BEGIN-----\n{SENTINEL}-line\n-----END-----")
+        assert MASK in scrub(f"bad line: {SENTINEL}-line")
+
+    def test_short_values_are_left_alone(self) -> None:
+        """Values under four characters would garble every message, so they are not scrubbed."""
+        register_value("abc")
+        assert scrub("abc") == "abc"
+
+
+def test_log_records_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    """A log record carrying a registered value is masked by the filter, args included."""
+    register_value(SENTINEL + "-log")
+    logger = logging.getLogger("tests.redact")
+    logger.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger="tests.redact"):
+        logger.info("got %s", SENTINEL + "-log")
+    assert SENTINEL not in caplog.text
+    assert MASK in caplog.text

@@ -104,14 +104,6 @@ class Inotify:
         self._drain()
         return True
 
-    def drain_for(self, seconds: float) -> None:
-        """Keeps consuming events until ``seconds`` pass without one (a burst's debounce)."""
-        while True:
-            ready, _, _ = select.select([self._fd], [], [], seconds)
-            if not ready:
-                return
-            self._drain()
-
     def wake(self) -> None:
         """Makes a blocked ``wait`` return (used to stop the watcher thread)."""
         os.write(self._wake_w, b"x")

@@ -57,19 +57,7 @@ def _leaves(value: Any) -> Iterable[str]:
         except UnicodeDecodeError:
             return
     if isinstance(value, str):
-        if len(value) >= MIN_LENGTH:
-            yield value
-            for line in value.splitlines():
-                if len(line) >= MIN_LENGTH and line != value:
-                    yield line
-        # A JSON secret (Secrets Manager) is one string; its #KEY values must be masked too.
-        if value.lstrip().startswith(("{", "[")):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                return
-            if isinstance(parsed, dict | list):
-                yield from _leaves(parsed)
+        yield from _string_leaves(value)
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _leaves(item)
@@ -78,6 +66,23 @@ def _leaves(value: Any) -> Iterable[str]:
             yield from _leaves(item)
     elif isinstance(value, int | float) and not isinstance(value, bool) and len(str(value)) >= MIN_LENGTH:
         yield str(value)
+
+
+def _string_leaves(value: str) -> Iterable[str]:
+    """The string, each of its lines, and (for a JSON document) every value inside it."""
+    if len(value) >= MIN_LENGTH:
+        yield value
+        for line in value.splitlines():
+            if len(line) >= MIN_LENGTH and line != value:
+                yield line
+    # A JSON secret (Secrets Manager) is one string; its #KEY values must be masked too.
+    if value.lstrip().startswith(("{", "[")):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return
+        if isinstance(parsed, dict | list):
+            yield from _leaves(parsed)
 
 
 class RedactingFilter(logging.Filter):

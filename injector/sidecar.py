@@ -31,6 +31,7 @@ from injector.child import child_environment
 from injector.coalesce import Dispatcher, NotifyMetrics
 from injector.config import Config, NotifyConfig, SignalNotify
 from injector.errors import ConfigError, InjectorError, OutputError, SourceError
+from injector.hardening import release_memory
 from injector.health import HealthServer
 from injector.metrics import Registry, standard_metrics
 from injector.notify import build_notifier
@@ -236,6 +237,7 @@ class Sidecar:
             early = self._watcher.check()
             if early:
                 self._events.put(("files", early))
+        release_memory()
         self.ready_event.set()
         self.metrics.ready.set(1)
         self._env = self.engine.env_values()

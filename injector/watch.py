@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,11 @@ class Watcher:
         try:
             while not self._stop.is_set():
                 if notify.wait(None):
-                    notify.drain_for(self._debounce_ms / 1000)
+                    # Gather a burst for at most debounce_ms, then report: a neighbour written
+                    # every few ms must not postpone the report (a quiet-period debounce would).
+                    until = time.monotonic() + self._debounce_ms / 1000
+                    while (left := until - time.monotonic()) > 0 and notify.wait(min(left, self._step_ms / 1000)):
+                        pass
                     self._report()
         except Exception:
             logger.exception("file watcher stopped; file changes are now seen only at refresh.interval")

@@ -136,3 +136,31 @@ class TestWatcher:
         watcher.stop()
         assert watcher._thread is not None
         assert not watcher._thread.is_alive()
+
+
+def test_a_busy_neighbour_does_not_postpone_the_report(tmp_path: Path, collector: Collector) -> None:
+    """A file written every 10 ms beside the watched one does not delay the watched file's report."""
+    watched, noisy = tmp_path / "watched", tmp_path / "noisy"
+    watched.write_text("1")
+    noisy.write_text("0")
+    watcher = Watcher([watched], collector, debounce_ms=50)
+    watcher.start()
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            noisy.write_text(str(n))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        watched.write_text("22")
+        wait_for(lambda: watched in collector.all(), 1.0, "the watched file's report despite the churn")
+    finally:
+        stop.set()
+        thread.join()
+        watcher.stop()

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from injector.errors import (
     AccessDeniedError,
@@ -134,6 +135,22 @@ _XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 # --- clients -------------------------------------------------------------------------------------
 
 
+_SESSION_LOCK = threading.Lock()
+#: id(config) → (config, session). The config is kept so its id cannot be reused by another.
+_SESSIONS: dict[int, tuple[Config, Any]] = {}
+
+
+def _shared_session(boto3: Any, config: Config) -> Any:
+    """One boto3 session for both AWS sources of a config: each session loads botocore's endpoint
+    data (~7 MiB) and caches credentials, so two would cost twice the memory and two lookups."""
+    with _SESSION_LOCK:
+        entry = _SESSIONS.get(id(config))
+        if entry is None:
+            entry = (config, boto3.session.Session(region_name=config.aws.region))
+            _SESSIONS[id(config)] = entry
+        return entry[1]
+
+
 def build_client(service: str, config: Config) -> tuple[object, Callable[[], str]]:
     """Builds a boto3 client for ``service`` from ``config.aws`` and ``config.limits``.
 
@@ -154,7 +171,7 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
 
     pin_loggers()
     aws = config.aws
-    session = boto3.session.Session(region_name=aws.region)
+    session = _shared_session(boto3, config)
     client_config = botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
         connect_timeout=aws.timeout,
@@ -163,7 +180,9 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
         user_agent_extra=f"injector/{__version__}",
     )
     try:
-        client = session.client(service, endpoint_url=aws.endpoint_url, config=client_config)
+        # boto3 sessions are not thread-safe, and the two AWS sources are built in two threads.
+        with _SESSION_LOCK:
+            client = session.client(service, endpoint_url=aws.endpoint_url, config=client_config)
     except botocore.exceptions.NoRegionError:
         raise ConfigError(
             "aws.region: no AWS region configured; set aws.region in the config or AWS_REGION in the environment"

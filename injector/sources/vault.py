@@ -39,7 +39,6 @@ import hvac
 import hvac.exceptions
 import requests
 import urllib3
-from cryptography import x509
 
 from injector.errors import (
     AccessDeniedError,
@@ -330,6 +329,9 @@ class VaultSource:
         not_before = not_after = None
         certificate = data.get("certificate")
         if isinstance(certificate, str) and "BEGIN CERTIFICATE" in certificate:
+            # Imported here: cryptography costs ~8 MiB and is needed only for certificates.
+            from cryptography import x509
+
             cert = x509.load_pem_x509_certificate(certificate.encode())
             not_before = cert.not_valid_before_utc.timestamp()
             not_after = cert.not_valid_after_utc.timestamp()

@@ -1,0 +1,252 @@
+"""Helpers every benchmark shares: statistics, /proc readers, a tmpfs, subprocess environments.
+
+Nothing here measures anything by itself. Timings use ``time.monotonic()`` (CLOCK_MONOTONIC, which
+is system-wide on Linux, so a time taken in another process can be compared with ours) or
+``time.perf_counter()`` for intervals measured in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+#: The interpreter of the virtualenv the bench runs in (``make bench`` uses .venv/bin/python).
+PYTHON = sys.executable
+#: The real console script, installed next to the interpreter.
+INJECTOR = str(Path(sys.executable).with_name("injector"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+#: Dummy AWS settings: boto3's chain stops at the environment, and nothing can lead it to AWS.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+}
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+#: Where the measured ``injector`` package is imported from (a snapshot of HEAD, see
+#: ``snapshot_head``); None: the working tree, through the editable install.
+CODE_PATH: Path | None = None
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process the bench starts: ours without INJECTOR_*, VAULT_*, AWS_*
+    and PYTHONPATH (so nothing on this machine changes what is measured), plus the dummy AWS
+    settings, plus ``CODE_PATH`` first on the path (PYTHONPATH comes before the editable install's
+    finder, so the snapshot is what gets imported)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INJECTOR_", "VAULT_", "AWS_", "PYTHONPATH"))}
+    env.update(AWS_ENV)
+    if CODE_PATH is not None:
+        env["PYTHONPATH"] = str(CODE_PATH)
+    env.update(extra or {})
+    return env
+
+
+def snapshot_head(dest: Path) -> str:
+    """Extracts ``injector/`` as committed at HEAD into ``dest`` (``git archive``, read-only) and
+    returns the commit. Other engineers edit the working tree while the bench runs; measuring the
+    commit keeps every benchmark on one version of the code."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "injector"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return commit
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str, step: float = 0.005) -> T:
+    """Polls ``condition`` until it returns something truthy; raises TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(step)
+
+
+def http_status(url: str) -> int:
+    """The status of a GET on a loopback URL, 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+# --- tmpfs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """Where the output goes: ``root`` is on a tmpfs when ``tmpfs`` is True."""
+
+    root: Path
+    tmpfs: bool
+
+
+@contextmanager
+def scratch_space() -> Iterator[Scratch]:
+    """A fresh tmpfs mounted on a temp dir when we are root (as in a pod), else a plain temp dir
+    (then configs say ``allow_non_tmpfs: true``). Unmounted and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="injector-bench-") as tmp:
+        root = Path(tmp) / "tmpfs"
+        root.mkdir()
+        mounted = False
+        if os.geteuid() == 0:
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", str(root)],
+                capture_output=True,
+                check=False,
+            )
+            mounted = result.returncode == 0
+        try:
+            yield Scratch(root=root, tmpfs=mounted)
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+# --- /proc ---------------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as a mapping (values as text, units included)."""
+    return proc_status_path(f"/proc/{pid}/status")
+
+
+def kib(value: str) -> int:
+    """``"12345 kB"`` → 12345."""
+    return int(value.split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all threads), from ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def context_switches(pid: int) -> tuple[int, int, int]:
+    """(voluntary, involuntary, threads) summed over every thread of ``pid``.
+
+    ``/proc/PID/status`` counts the main thread only; each thread's own status has its counters.
+    """
+    voluntary = involuntary = threads = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            status = proc_status_path(f"/proc/{pid}/task/{task}/status")
+        except OSError:
+            continue
+        voluntary += int(status.get("voluntary_ctxt_switches", "0"))
+        involuntary += int(status.get("nonvoluntary_ctxt_switches", "0"))
+        threads += 1
+    return voluntary, involuntary, threads
+
+
+def proc_status_path(path: str) -> dict[str, str]:
+    """A ``status`` file of /proc as a mapping."""
+    out: dict[str, str] = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+
+def machine() -> dict[str, str]:
+    """What the README records about the machine: cores, memory, Python, kernel, load."""
+    with open("/proc/meminfo") as f:
+        total_kib = int(f.readline().split()[1])
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{total_kib / 1024 / 1024:.1f} GiB",
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }
+
+
+def code_fingerprint(root: Path) -> str:
+    """A digest of every file under ``root/injector``: compared at the start and the end of a run,
+    it tells whether the measured code changed while it was being measured."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "injector").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"

@@ -1,0 +1,103 @@
+"""Processes the benchmarks start: a real ``injector sidecar`` and the SIGHUP-recording app.
+
+Every process gets a bounded lifetime: the sidecar is stopped with SIGTERM (then SIGKILL after
+15 s), the app exits by itself when the bench dies. Logs go to files under the bench's scratch dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from common import BENCH, INJECTOR, PYTHON, child_env, free_port, http_status, wait_for
+
+
+class Sidecar:
+    """``injector sidecar -c CONFIG --health-address 127.0.0.1:PORT`` with the given env."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.log = log
+        self.started = time.monotonic()
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [INJECTOR, "sidecar", "-c", str(config), "--health-address", f"127.0.0.1:{self.port}", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=child_env(env),
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the sidecar exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+        return http_status(f"http://127.0.0.1:{self.port}/readyz") == 200
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Waits for /readyz; returns seconds since the process started."""
+        wait_for(self.ready, timeout, "the sidecar's /readyz", step=0.01)
+        return time.monotonic() - self.started
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def __enter__(self) -> Sidecar:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class App:
+    """``bench/app.py``: appends the monotonic time of every SIGHUP it gets to ``log``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log = folder / "app.log"
+        self.pidfile = folder / "app.pid"
+        self.log.touch()
+        self.proc = subprocess.Popen([PYTHON, str(BENCH / "app.py"), str(self.log), str(self.pidfile)])
+        wait_for(self.pidfile.exists, 15, "the app to write its pidfile", step=0.01)
+
+    def signals(self) -> list[float]:
+        """Monotonic times at which the handler ran, oldest first."""
+        return [float(line) for line in self.log.read_text().split()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def readlink(path: Path) -> str | None:
+    """The target of the ``..data`` link (None while absent): it changes exactly when a snapshot is
+    published, which is when the output files change."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None

@@ -1,0 +1,286 @@
+"""Turns the measurements into the results table (with budgets and PASS/MISS) and the detail
+sections, and writes them into bench/README.md between the results markers.
+
+Verdicts, per DESIGN.md §6 and issue 7:
+
+- init: ratio (median injector wall / median baseline wall) ≤ 0.5 at 2 ms per request;
+- requests per cycle: every counted cycle equals the ideal exactly;
+- propagation: p99 ≤ interval + 100 ms (polled) and ≤ 250 ms (files), for the file and the signal;
+- idle: VmRSS ≤ 64 MiB; "~0 CPU" is read as ≤ 0.1 % of one core and ≤ 1 wakeup a second;
+- start-up: no boto3 / botocore module imported by an init whose config has no AWS reference.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench_calls import CallsResult
+from bench_footprint import Busy, Idle
+from bench_init import InitResult, Phases, break_even
+from bench_propagation import Propagation
+from bench_startup import Startup
+
+START = "<!-- results:start (written by bench/run.py; edit outside the markers) -->"
+END = "<!-- results:end -->"
+IDLE_RSS_BUDGET_MIB = 64.0
+IDLE_CPU_BUDGET_PERCENT = 0.1
+IDLE_WAKEUPS_BUDGET = 1.0
+
+
+@dataclass
+class Results:
+    command: str
+    date: str
+    machine: dict[str, str]
+    code: str = ""
+    #: fingerprints of injector/ at the start and at the end of the run.
+    fingerprints: tuple[str, str] = ("", "")
+    runtime: float = 0.0
+    load: list[tuple[str, str]] = field(default_factory=list)
+    init: list[InitResult] = field(default_factory=list)
+    phases: Phases | None = None
+    calls: CallsResult | None = None
+    polled: Propagation | None = None
+    files: Propagation | None = None
+    idle: Idle | None = None
+    busy: Busy | None = None
+    startup: Startup | None = None
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "**MISS**"
+
+
+def s(seconds: float) -> str:
+    """Seconds as text: ms below one second."""
+    return f"{seconds * 1000:.0f} ms" if abs(seconds) < 1 else f"{seconds:.2f} s"
+
+
+def mib(kib_value: int) -> str:
+    return f"{kib_value / 1024:.1f} MiB"
+
+
+def _calls_text(calls: Counter[str]) -> str:
+    short = {
+        "vault GET secret/data/*": "Vault KV GET",
+        "aws secretsmanager.BatchGetSecretValue": "BatchGetSecretValue",
+        "aws AmazonSSM.GetParameters": "GetParameters",
+        "vault GET sys/internal/ui/mounts/*": "mount lookup",
+        "vault GET auth/token/lookup-self": "token lookup-self",
+    }
+    return ", ".join(f"{n} {short.get(k, k)}" for k, n in sorted(calls.items(), key=lambda kv: -kv[1]))
+
+
+def table(r: Results) -> str:
+    rows = ["| # | benchmark | measured (medians) | budget | result |", "|---|---|---|---|---|"]
+    for result in r.init:
+        ms_ = f"{result.latency * 1000:g} ms"
+        budget = "ratio ≤ 0.5" if result.latency == 0.002 else "(budget is set at 2 ms)"
+        rows.append(
+            f"| 1 | `injector init`, 100 secrets / 10 templates, {ms_} per request | injector "
+            f"{s(result.wall('injector'))} vs sequential hvac/boto3 script {s(result.wall('baseline'))}: "
+            f"ratio **{result.ratio:.2f}** ({len(result.injector)} runs each) | {budget} | "
+            f"{verdict(result.ratio <= 0.5)} |"
+        )
+    if r.calls is not None:
+        c = r.calls
+        per_cycle = sorted({sum(cycle.values()) for cycle in c.cycles})
+        rows.append(
+            f"| 2 | backend requests per refresh cycle, 100 secrets | {'/'.join(map(str, per_cycle))} in each of "
+            f"{len(c.cycles)} cycles ({_calls_text(c.cycles[0])}) | = ideal: {c.ideal_total} | {verdict(c.passed)} |"
+        )
+    if r.polled is not None:
+        p, interval = r.polled, r.polled.interval or 0.0
+        for which, label in (("to_file", "file changed"), ("to_signal", "app's SIGHUP handler ran")):
+            p50, p99 = p.p(which, 50), p.p(which, 99)
+            rows.append(
+                f"| 3 | Vault KV change → {label}, polled, interval {interval:g} s ({len(getattr(p, which))} changes) "
+                f"| p50 {s(p50)}, p99 {s(p99)}; minus the interval: p50 {s(p50 - interval)}, p99 {s(p99 - interval)}; "
+                f"max {s(max(getattr(p, which)))} | p99 ≤ interval + 100 ms | {verdict(p99 <= p.budget)} |"
+            )
+    if r.files is not None:
+        f = r.files
+        for which, label in (("to_file", "file changed"), ("to_signal", "app's SIGHUP handler ran")):
+            p50, p99 = f.p(which, 50), f.p(which, 99)
+            rows.append(
+                f"| 3 | ConfigMap `..data` swap of a `file:` source → {label} ({len(getattr(f, which))} changes) | "
+                f"p50 {s(p50)}, p99 {s(p99)}, max {s(max(getattr(f, which)))} | p99 ≤ 250 ms | "
+                f"{verdict(p99 <= f.budget)} |"
+            )
+    if r.idle is not None:
+        i = r.idle
+        rows.append(
+            f"| 4 | sidecar idle RSS, 100 secrets | VmRSS {mib(i.rss_kib)} (max of {i.seconds:.0f} samples), "
+            f"VmHWM {mib(i.hwm_kib)} | ≤ {IDLE_RSS_BUDGET_MIB:g} MiB | "
+            f"{verdict(i.rss_kib / 1024 <= IDLE_RSS_BUDGET_MIB)} |"
+        )
+        ok = i.cpu_percent <= IDLE_CPU_BUDGET_PERCENT and i.wakeups_per_second <= IDLE_WAKEUPS_BUDGET
+        rows.append(
+            f"| 4 | sidecar idle CPU over {i.seconds:.0f} s, nothing due | {i.cpu_percent:.2f} % of a core "
+            f"({i.cpu * 1000:.0f} ms CPU), {i.wakeups_per_second:.1f} wakeups/s, {i.threads} threads | ~0 "
+            f"(≤ {IDLE_CPU_BUDGET_PERCENT:g} %, ≤ {IDLE_WAKEUPS_BUDGET:g} wakeup/s) | {verdict(ok)} |"
+        )
+    if r.busy is not None:
+        b = r.busy
+        rows.append(
+            f"| 4 | sidecar, {b.size:,} secrets / {b.templates} templates | start → ready {s(b.ready)}; cycle with "
+            f"nothing changed {s(b.unchanged_span)} ({sum(b.unchanged_calls.values())} requests, ideal "
+            f"{sum(b.ideal.values())}); cycle with every value changed {s(b.full_cycle)} ({s(b.full_cycle_cpu)} CPU); "
+            f"peak RSS (VmHWM) {mib(b.hwm_kib)} | — | info |"
+        )
+    if r.startup is not None:
+        st = r.startup
+        rows.append(f"| 5 | `injector --version` | {s(st.version_wall)} | — | info |")
+        rows.append(
+            f"| 5 | `injector init` without AWS (40 Vault values, 10 templates, 2 ms) | {s(st.init_no_aws_wall)}; "
+            f"imports {s(st.no_aws.total)} (with AWS, in sequence: {s(st.with_aws.total)}); boto3/botocore imported: "
+            f"{'no' if st.boto3_absent else 'YES'} | boto3 not imported | {verdict(st.boto3_absent)} |"
+        )
+    return "\n".join(rows)
+
+
+def details(r: Results) -> str:
+    out: list[str] = []
+    if r.init:
+        out += [
+            "### 1. `init` against the baseline",
+            "",
+            "| per request | who | wall | CPU (utime+stime) | own work time | requests |",
+            "|---|---|---|---|---|---|",
+        ]
+        for result in r.init:
+            for who, label in (("injector", "`injector init`"), ("baseline", "`baseline.py`")):
+                out.append(
+                    f"| {result.latency * 1000:g} ms | {label} | {s(result.wall(who))} | {s(result.cpu(who))} | "
+                    f"{s(result.work(who))} | {result.calls(who)} |"
+                )
+        even = break_even(r.init)
+        out += [
+            "",
+            'Own work time: the injector\'s "rendered … in X" (from `run_init` start: it includes the lazy '
+            "imports of hvac and boto3 and building the clients); the baseline's time after its imports "
+            "(client creation included). Wall times are whole processes.",
+        ]
+        if even is not None:
+            out += [
+                "",
+                f"A straight line through the two latencies puts the ratio at 0.5 at about **{even * 1000:.1f} ms** "
+                "per request.",
+            ]
+        out.append("")
+    if r.phases is not None:
+        ph = r.phases
+        out += [
+            f"### 1b. Where `init` spends its time (`bench/phases.py`, 2 ms, medians of {ph.runs})",
+            "",
+            "| phase | wall | CPU |",
+            "|---|---|---|",
+        ]
+        out += [f"| {name} | {s(wall)} | {s(cpu)} |" for name, wall, cpu in ph.phases]
+        out += [
+            f"| **total** (interpreter start not included) | {s(ph.total_wall)} | {s(ph.total_cpu)} |",
+            "",
+            "cProfile of building the two boto3 clients (cumulative):",
+            "",
+            "```",
+            *[f"{seconds * 1000:7.1f} ms  {name}" for name, seconds in ph.aws_clients_top],
+            "```",
+            "",
+        ]
+    if r.calls is not None:
+        c = r.calls
+        out += [
+            "### 2. Requests per cycle",
+            "",
+            f"- ideal: {_calls_text(Counter(c.ideal))}",
+            f"- first render (start → ready): {sum(c.first_render.values())} — {_calls_text(c.first_render)}",
+        ]
+        for n, (cycle, span) in enumerate(zip(c.cycles, c.cycle_spans, strict=True), 1):
+            out.append(f"- cycle {n}: {sum(cycle.values())} — {_calls_text(cycle)} (burst {s(span)})")
+        out.append("")
+    for p in (r.polled, r.files):
+        if p is None:
+            continue
+        out += [f"### 3. Propagation, {p.name}", "", "| | p50 | p90 | p99 | max |", "|---|---|---|---|---|"]
+        for which, label in (("to_file", "change → file"), ("to_signal", "change → SIGHUP handler")):
+            values = getattr(p, which)
+            out.append(
+                f"| {label} | {s(p.p(which, 50))} | {s(p.p(which, 90))} | {s(p.p(which, 99))} | {s(max(values))} |"
+            )
+        legs = [sig - fil for fil, sig in zip(p.to_file, p.to_signal, strict=True)]
+        legs.sort()
+        out += ["", f"File → signal leg: median {s(legs[len(legs) // 2])}, max {s(legs[-1])}.", ""]
+    if r.idle is not None:
+        i = r.idle
+        out += [
+            "### 4. Idle sidecar, 100 secrets",
+            "",
+            f"VmRSS {mib(i.rss_kib)}, VmHWM {mib(i.hwm_kib)}; CPU {i.cpu * 1000:.0f} ms in {i.seconds:.0f} s "
+            f"({i.cpu_percent:.2f} %); voluntary context switches {i.voluntary} ({i.wakeups_per_second:.1f}/s), "
+            f"involuntary {i.involuntary}; {i.threads} threads.",
+            "",
+        ]
+    if r.startup is not None:
+        st = r.startup
+        out += [
+            "### 5. Import time by top-level package (self time of all its modules, median of runs)",
+            "",
+            "| # | `init` without AWS | | with AWS (`phases.py`, in sequence) | |",
+            "|---|---|---|---|---|",
+        ]
+        left, right = st.no_aws.top(10), st.with_aws.top(10)
+        for n in range(10):
+            a = left[n] if n < len(left) else ("", 0.0)
+            b = right[n] if n < len(right) else ("", 0.0)
+            out.append(f"| {n + 1} | {a[0]} | {s(a[1])} | {b[0]} | {s(b[1])} |")
+        out += [
+            f"| | **all imports** | {s(st.no_aws.total)} | | {s(st.with_aws.total)} |",
+            "",
+            "The 10 largest single modules (self time) of `init` without AWS: "
+            + ", ".join(f"`{name}` {s(seconds)}" for name, seconds in st.no_aws.top_modules)
+            + ".",
+            "",
+        ]
+    if r.load:
+        out += ["### Load average (1 / 5 / 15 min) when each benchmark started", ""]
+        out += [f"- {name}: {load}" for name, load in r.load]
+        out.append("")
+    return "\n".join(out)
+
+
+def block(r: Results) -> str:
+    m = r.machine
+    head = [
+        START,
+        "",
+        f"Run of {r.date}, command `{r.command}`, {r.runtime:.0f} s in all; code measured: {r.code} "
+        f"(injector/ digest {r.fingerprints[0]}"
+        + (
+            f", **changed during the run**: {r.fingerprints[1]} at the end)."
+            if r.fingerprints[0] != r.fingerprints[1]
+            else ", unchanged during the run)."
+        ),
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} memory, Python {m['python']}, "
+        f"Linux {m['kernel']}; shared with other engineers running tests (load below).",
+        "",
+        table(r),
+        "",
+        details(r),
+        END,
+    ]
+    return "\n".join(head)
+
+
+def write_readme(path: Path, text: str) -> None:
+    """Replaces the block between the markers (appends one when there is none)."""
+    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if START in current and END in current:
+        before = current[: current.index(START)]
+        after = current[current.index(END) + len(END) :]
+        current = before + text + after
+    else:
+        current = current.rstrip("\n") + "\n\n## Results\n\n" + text + "\n"
+    path.write_text(current)

@@ -16,11 +16,14 @@ line, as in Ansible). No loader: ``{% include %}`` / ``{% import %}`` of other f
 are data, never templates: a secret holding ``{{ 7*7 }}`` is written as is.
 
 Limits (``LimitsConfig``): output over ``max_output_bytes`` stops the render while it is generated; so
-do ``*``, ``+``, ``**``, ``~``, ``%`` and padding methods whose result would be larger, and more than
-``max_output_bytes`` x 16 of expression output in total (text captured by ``{% set %}`` blocks and
-macros counts too). Time over ``render_timeout`` is checked between output chunks and at every call and
-operator; a single long expression (a filter over a huge list) is bounded only by the sandbox's range
-limit (100 000 items per ``range()``, 100 000 in all per render) and the size limits above.
+does any intermediate value that would be larger (``*``, ``+``, ``**``, ``~``, ``%``, ``str.format``,
+``replace``, ``join``, padding, ``indent``, ``wordwrap``…, estimated before the call: see
+``injector.filters.Sandbox`` and ``injector.limits``), and more than ``max_output_bytes`` x 16 of text
+in total (expression output, text captured by ``{% set %}`` blocks and macros, and the new text filters
+and string methods return). Time over ``render_timeout`` is checked between output chunks and at every
+call, filter and operator; a single call is bounded by the sandbox's range limit (100 000 items per
+``range()``, 100 000 in all per render), a million items per list, the size limits above, and for
+``wordwrap`` a cap on lines and on the cost of splitting long words.
 
 Errors name the template (``templates[1] (app.env): /etc/injector/app.env.j2: line 3: …``). Every value
 revealed during the render (and its repr, JSON, base64 and URL-quoted forms, and any truncated prefix of
@@ -53,10 +56,9 @@ from injector.filters import (
     PendingError,
     Redactor,
     Sandbox,
-    b64decode,
-    fromjson,
     to_template_value,
 )
+from injector.limits import check_text
 from injector.redact import register_value
 from injector.refs import Reference, Secret, parse_reference
 
@@ -132,6 +134,7 @@ class Renderer:
         env = Sandbox(
             max_size=limits.max_output_bytes,
             tick=_tick,
+            spend=_spend,
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
@@ -141,8 +144,8 @@ class Renderer:
             cache_size=0,
         )
         env.globals.update(secret=self._secret, secrets=_Names(self), env=self._getenv, range=self._range)
-        env.filters["b64decode"] = _registering(b64decode)
-        env.filters["fromjson"] = _registering(fromjson)
+        env.filters["b64decode"] = _registering(env.filters["b64decode"])
+        env.filters["fromjson"] = _registering(env.filters["fromjson"])
         self._env = env
 
     # --- compile ----------------------------------------------------------------------------------
@@ -393,16 +396,11 @@ class Renderer:
             raise RenderError("an expression printed null (None); use | default('…', true) or .get(key, '…')")
         if isinstance(value, bytes) and not isinstance(value, Binary):
             value = to_template_value(value, label="bytes")
+        if not isinstance(value, str):
+            check_text(self._limits.max_output_bytes, "printing this value", value)
         text = value if isinstance(value, str) else str(value)
-        state = _STATE.get()
-        if state is not None:
-            _tick(state)
-            state.work_left -= len(text)
-            if state.work_left < 0:
-                raise RenderError(
-                    f"the template produced more than {WORK_FACTOR} x limits.max_output_bytes of text "
-                    "(counting {% set %} blocks and macros)"
-                )
+        _tick()
+        _spend(len(text))
         return text
 
 
@@ -446,6 +444,18 @@ def _tick(state: _State | None = None) -> None:
     state = state or _STATE.get()
     if state is not None and time.monotonic() > state.deadline:
         raise RenderError(f"the render took longer than limits.render_timeout ({state.timeout:g}s)")
+
+
+def _spend(size: int) -> None:
+    """Counts ``size`` characters of new text against the render's work budget."""
+    state = _STATE.get()
+    if state is not None:
+        state.work_left -= size
+        if state.work_left < 0:
+            raise RenderError(
+                f"the template produced more than {WORK_FACTOR} x limits.max_output_bytes of text "
+                "(counting {% set %} blocks, macros and the results of filters and string methods)"
+            )
 
 
 def _parse(text: str, params: Mapping[str, object]) -> Reference:

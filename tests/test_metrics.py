@@ -154,6 +154,7 @@ class TestStandardMetrics:
             "injector_ready",
             "injector_last_render_timestamp_seconds",
             "injector_build_info",
+            "injector_publish_errors_total",
         ]
         assert 'injector_build_info{version="1.2.3"} 1.0\n' in text
         assert "injector_ready 0.0\n" in text

@@ -144,8 +144,13 @@ def injector_config(
 
 
 @pytest.fixture(scope="module")
-def served(vault_server: VaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`injector init`, nginx on its files, then `injector sidecar`: serving (shared by the module)."""
+def served(fresh_vault_server: VaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`injector init`, nginx on its files, then `injector sidecar`: serving (shared by the module).
+
+    A dev Vault of its own: TLS checks certificates against the wall clock, and other tests move
+    the shared dev server's clock forward.
+    """
+    vault_server = fresh_vault_server
     if NGINX is None:
         pytest.skip("nginx is not installed (`make test` installs Debian's nginx-light)")
     tmp = tmp_path_factory.mktemp("e2e-nginx")

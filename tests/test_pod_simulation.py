@@ -73,6 +73,9 @@ from tests.test_deploy import (
     workloads,
 )
 
+#: The checkout under test (its .venv runs the containers' commands).
+PROJECT = Path(__file__).resolve().parent.parent
+
 pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.vault]
 
 HELPERS = Path(__file__).resolve().parent / "helpers"
@@ -536,6 +539,11 @@ def run_pod(variant: str, work: Path, *, real_nginx: bool) -> Iterator[Pod]:
                     _rewrite_nginx_ports(folder, ports)
                 # kubelet mounts configMap and projected volumes read-only, whatever the container asks.
                 mounts.append({"kind": "bind", "source": str(folder), "target": path, "readonly": True})
+
+        # A volume may cover the project (CI clones under /tmp, and the manifest mounts an emptyDir
+        # at /tmp): bind it back, so .venv/bin/injector and the code it imports stay reachable.
+        if any(Path(m["target"]) == PROJECT or Path(m["target"]) in PROJECT.parents for m in mounts):
+            mounts.append({"kind": "bind", "source": str(PROJECT), "target": str(PROJECT), "readonly": True})
 
         sandbox = Sandbox(work, mounts)
         stack.callback(sandbox.close)

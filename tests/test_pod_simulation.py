@@ -532,6 +532,9 @@ def run_pod(variant: str, work: Path, *, real_nginx: bool) -> Iterator[Pod]:
             elif "emptyDir" in volume:
                 folder = _mkdir(work / "volumes" / volume["name"])
                 folder.chmod(0o777)
+                if Path(path) in PROJECT.parents:
+                    # The checkout is bound back below; its mount point lives in this volume.
+                    (folder / PROJECT.relative_to(path)).mkdir(parents=True, exist_ok=True)
                 mounts.append({"kind": "bind", "source": str(folder), "target": path, "readonly": readonly})
             else:
                 folder = _volume_folder(manifest, volume, config_file, work, ca_file.read_bytes(), key)

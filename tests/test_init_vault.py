@@ -111,6 +111,20 @@ class TestRenders:
         assert user and password
         assert len(vault_server.dev.active_leases("database/")) == before + 1
 
+    def login_and_render(
+        self, tmp_path: Path, output_dir: Path, server: VaultServer, kv2_mount: str, auth: dict[str, Any]
+    ) -> str:
+        """Runs init with ``auth`` reading kv2_mount/app#k; returns the rendered value."""
+        config = write_config(
+            tmp_path,
+            output_dir,
+            [{"contents": f"{{{{ secret('vault:{kv2_mount}/app#k') }}}}", "destination": "a"}],
+            vault=vault_section(server, auth),
+        )
+        result = run(["init", "-c", str(config)])
+        assert result.returncode == 0, result.stderr
+        return (output_dir / "a").read_text()
+
     def test_approle_login(
         self,
         tmp_path: Path,
@@ -123,25 +137,14 @@ class TestRenders:
     ) -> None:
         """AppRole auth reads role_id and secret_id from files and renders what its policy allows."""
         vault_admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "approle-ok"}, mount_point=kv2_mount)
-        name = policy(f'path "{kv2_mount}/data/app" {{ capabilities = ["read"] }}')
-        setup = approle(policies=[name])
-        config = write_config(
-            tmp_path,
-            output_dir,
-            [{"contents": f"{{{{ secret('vault:{kv2_mount}/app#k') }}}}", "destination": "a"}],
-            vault=vault_section(
-                vault_server,
-                {
-                    "method": "approle",
-                    "mount": setup.mount,
-                    "role_id_file": str(setup.files["role_id"]),
-                    "secret_id_file": str(setup.files["secret_id"]),
-                },
-            ),
-        )
-        result = run(["init", "-c", str(config)])
-        assert result.returncode == 0, result.stderr
-        assert (output_dir / "a").read_text() == "approle-ok"
+        setup = approle(policies=[policy(f'path "{kv2_mount}/data/app" {{ capabilities = ["read"] }}')])
+        auth = {
+            "method": "approle",
+            "mount": setup.mount,
+            "role_id_file": str(setup.files["role_id"]),
+            "secret_id_file": str(setup.files["secret_id"]),
+        }
+        assert self.login_and_render(tmp_path, output_dir, vault_server, kv2_mount, auth) == "approle-ok"
 
     @dev_only("Kubernetes auth on a real Vault asks a cluster's TokenReview API")
     def test_kubernetes_login(
@@ -156,25 +159,14 @@ class TestRenders:
     ) -> None:
         """Kubernetes auth logs in with the service-account token file and renders."""
         vault_admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "k8s-ok"}, mount_point=kv2_mount)
-        name = policy(f'path "{kv2_mount}/data/app" {{ capabilities = ["read"] }}')
-        setup = kubernetes_auth(policies=[name])
-        config = write_config(
-            tmp_path,
-            output_dir,
-            [{"contents": f"{{{{ secret('vault:{kv2_mount}/app#k') }}}}", "destination": "a"}],
-            vault=vault_section(
-                vault_server,
-                {
-                    "method": "kubernetes",
-                    "mount": setup.mount,
-                    "role": setup.role,
-                    "token_path": str(setup.files["token"]),
-                },
-            ),
-        )
-        result = run(["init", "-c", str(config)])
-        assert result.returncode == 0, result.stderr
-        assert (output_dir / "a").read_text() == "k8s-ok"
+        setup = kubernetes_auth(policies=[policy(f'path "{kv2_mount}/data/app" {{ capabilities = ["read"] }}')])
+        auth = {
+            "method": "kubernetes",
+            "mount": setup.mount,
+            "role": setup.role,
+            "token_path": str(setup.files["token"]),
+        }
+        assert self.login_and_render(tmp_path, output_dir, vault_server, kv2_mount, auth) == "k8s-ok"
 
 
 class TestErrors:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,7 @@ from injector.sink import OutputFile, PublishResult, Sink
 from injector.sources import Fetched, Source, build_source
 from injector.state import load_state, save_state
 
-__all__ = ["ENV_PREFIX", "Engine", "InitResult", "env_templates", "run_init"]
+__all__ = ["ENV_PREFIX", "Engine", "InitResult", "StopRequested", "env_templates", "run_init"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ def env_templates(config: Config) -> list[TemplateConfig]:
         text = value if ("{{" in value or "{%" in value) else "{{ secret(" + json.dumps(value) + ") }}"
         out.append(TemplateConfig(where=f"env.{name}", destination=f"{ENV_PREFIX}{name}", contents=text, mode=0o400))
     return out
+
+
+class StopRequested(Exception):
+    """Raised out of ``Engine.converge`` when its ``stop`` event is set during a backoff wait."""
 
 
 class Engine:
@@ -230,12 +235,20 @@ class Engine:
             path=destination, content=result.content, mode=template.mode, uid=template.uid, gid=template.gid
         )
 
-    def converge(self, destinations: Iterable[str], *, deadline: float, backoff: Backoff) -> int:
+    def converge(
+        self,
+        destinations: Iterable[str],
+        *,
+        deadline: float,
+        backoff: Backoff,
+        stop: threading.Event | None = None,
+    ) -> int:
         """Fetches and renders ``destinations`` until all render, retrying transient errors.
 
         Returns the number of fetch attempts. Permanent errors (not found, access denied, a
         template error) raise at once; transient ones are retried with backoff until ``deadline``
         (``time.monotonic()`` scale), then the last one is raised with how long it was tried.
+        Setting ``stop`` (SIGTERM in the sidecar) ends a backoff wait at once: StopRequested.
         """
         names = list(destinations)
         wanted = self.static_refs(names)
@@ -248,7 +261,7 @@ class Engine:
                 transient = {ref: err for ref, err in errors.items() if err.retryable}
                 self.failures.update({ref: err for ref, err in errors.items() if not err.retryable})
                 if transient:
-                    self._wait_or_give_up(transient, attempts, deadline, backoff)
+                    self._wait_or_give_up(transient, attempts, deadline, backoff, stop)
                     continue
             missing: set[Reference] = set()
             for name in names:
@@ -269,7 +282,11 @@ class Engine:
 
     @staticmethod
     def _wait_or_give_up(
-        errors: Mapping[Reference, SourceError], attempts: int, deadline: float, backoff: Backoff
+        errors: Mapping[Reference, SourceError],
+        attempts: int,
+        deadline: float,
+        backoff: Backoff,
+        stop: threading.Event | None,
     ) -> None:
         """Sleeps before the next attempt at transient ``errors``, or raises the first at the deadline."""
         first = sorted(errors.items(), key=lambda item: str(item[0]))[0][1]
@@ -281,7 +298,10 @@ class Engine:
                 ref=first.ref,
             )
         logger.warning("%d reference(s) unavailable (%s); retrying in %.1fs", len(errors), first, delay)
-        time.sleep(delay)
+        if stop is None:
+            time.sleep(delay)
+        elif stop.wait(delay):
+            raise StopRequested
 
 
 def run_init(

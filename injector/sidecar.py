@@ -36,7 +36,7 @@ from injector.health import HealthServer
 from injector.metrics import Registry, standard_metrics
 from injector.notify import build_notifier
 from injector.refs import Reference
-from injector.runner import Engine, env_templates
+from injector.runner import Engine, StopRequested, env_templates
 from injector.schedule import Scheduler
 from injector.sink import Sink
 from injector.sources import Fetched, LeasedSource, Source, StatefulSource
@@ -210,8 +210,12 @@ class Sidecar:
         backoff = Backoff(self.config.refresh.min_backoff, self.config.refresh.max_backoff)
         while not self._stop.is_set():
             try:
-                self.engine.converge(list(self.engine.compiled), deadline=time.monotonic() + 3600, backoff=backoff)
+                self.engine.converge(
+                    list(self.engine.compiled), deadline=time.monotonic() + 3600, backoff=backoff, stop=self._stop
+                )
                 break
+            except StopRequested:
+                return False
             except SourceError as exc:
                 # Unlike init, a sidecar waits for a missing secret to appear: forget the
                 # permanent failures so the next attempt fetches them again.

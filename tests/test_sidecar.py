@@ -281,6 +281,22 @@ class TestLifecycle:
         assert sidecar.stop() == 0
         assert "sidecar stopped" in sidecar.logs()
 
+    def test_sigterm_during_a_first_render_backoff_exits_promptly(self, harness: Harness, output_dir: Path) -> None:
+        """A sidecar waiting out a long backoff (Vault unreachable) still stops at once on SIGTERM."""
+        config = harness.config(
+            {
+                "output_dir": str(output_dir),
+                "vault": {"address": "http://127.0.0.1:9", "auth": {"method": "token"}, "timeout": "1s"},
+                "templates": [{"contents": "{{ secret('vault:secret/app#k') }}", "destination": "a"}],
+                "refresh": {"min_backoff": "20s", "max_backoff": "40s"},
+            }
+        )
+        sidecar = harness.sidecar(config, env={"VAULT_TOKEN": "root"})
+        wait_for(lambda: "retrying in" in sidecar.logs(), 15, "the first backoff")
+        started = time.monotonic()
+        assert sidecar.stop() == 0
+        assert time.monotonic() - started < 5, "SIGTERM waited for the backoff"
+
     def test_adopts_what_init_wrote_without_a_swap(self, harness: Harness, output_dir: Path) -> None:
         """A sidecar started after init finds the same bytes and neither writes nor signals."""
         import subprocess

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from injector.devserver import jose
-from injector.devserver.mounts import Mount, route, unsupported_op
+from injector.devserver.mounts import Mount, unsupported_op
 from injector.devserver.params import get_bool, get_list, get_str
+from injector.devserver.role_auth import RoleAuthBackend
 from injector.devserver.tokens import TokenParams, auth_block
 from injector.devserver.wire import Reply, Request, VaultError, no_content, ok
 
 if TYPE_CHECKING:
-    from injector.devserver.core import Core
+    pass
 
 __all__ = ["KubernetesBackend", "glob_match"]
 
@@ -62,29 +63,10 @@ class _Role:
     token: TokenParams = field(default_factory=TokenParams)
 
 
-class KubernetesBackend:
+class KubernetesBackend(RoleAuthBackend[_Config, _Role]):
     """One Kubernetes auth mount."""
 
-    unauthenticated_paths = frozenset({"login"})
-
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self._config: _Config | None = None
-        self._roles: dict[str, _Role] = {}
-
-    def handle(self, req: Request, rel: str, mount: Mount) -> Reply:
-        name, args = route(rel, _ROUTES)
-        if name == "login" and req.op == "update":
-            return self._login(req, mount)
-        if name == "config":
-            return self._configure(req)
-        if name == "roles" and req.op == "list":
-            if not self._roles:
-                raise VaultError(404)
-            return ok(req, {"keys": sorted(self._roles)})
-        if name == "role":
-            return self._role(req, args["name"].lower())
-        raise unsupported_op()
+    routes = _ROUTES
 
     def _configure(self, req: Request) -> Reply:
         if req.op == "read":

@@ -76,6 +76,10 @@ def env_templates(config: Config) -> list[TemplateConfig]:
     return out
 
 
+class _LateError(UnavailableError):
+    """A backend round cut short by the deadline; converge reports the reference's last real error."""
+
+
 class StopRequested(Exception):
     """Raised out of ``Engine.converge`` when its ``stop`` event is set during a backoff wait."""
 
@@ -154,7 +158,7 @@ class Engine:
                 results = future.result(timeout=timeout)
             except FutureTimeout:
                 results = {
-                    ref: UnavailableError(
+                    ref: _LateError(
                         f"{ref}: timed out: {scheme} gave no answer before the deadline (its client was retrying)",
                         ref=str(ref),
                     )
@@ -253,11 +257,17 @@ class Engine:
         names = list(destinations)
         wanted = self.static_refs(names)
         attempts, passes = 0, 0
+        #: The last error each reference really got: a round cut by the deadline says less.
+        seen: dict[Reference, SourceError] = {}
         while True:
             todo = {ref for ref in wanted if ref not in self.cache and ref not in self.failures}
             if todo:
                 attempts += 1
                 errors = self.fetch(todo, deadline=deadline)
+                errors = {
+                    ref: seen.get(ref, err) if isinstance(err, _LateError) else err for ref, err in errors.items()
+                }
+                seen.update(errors)
                 transient = {ref: err for ref, err in errors.items() if err.retryable}
                 self.failures.update({ref: err for ref, err in errors.items() if not err.retryable})
                 if transient:

@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e ./devvault -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +27,7 @@ demo: venv
 	$(BIN)/injector demo
 
 lint: venv
-	$(BIN)/ruff check injector tests bench
+	$(BIN)/ruff check injector devvault tests bench
 	$(BIN)/mypy
 
 test: venv system-deps lint

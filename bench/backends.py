@@ -1,6 +1,6 @@
 """The backends every benchmark talks to, on loopback: the dev Vault and moto, with the same delay.
 
-- Vault: ``injector.devserver.DevVault``; ``set_latency`` sleeps before answering each request, and
+- Vault: ``devvault.DevVault``; ``set_latency`` sleeps before answering each request, and
   ``request_log`` lists every request it answered (method, path).
 - AWS: moto's WSGI application (the one ``ThreadedMotoServer`` serves, re-exported by ``moto.server``)
   in a threaded werkzeug server, wrapped in ``DelayAndCount``: a WSGI middleware that sleeps the
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from injector.devserver import DevVault
+from devvault import DevVault
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

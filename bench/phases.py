@@ -61,8 +61,8 @@ def main(config_path: str) -> None:
     import injector.cli  # what the console script imports first
 
     watch.lap("import injector.cli (click …)")
-    from injector.config import load_config
-    from injector.runner import Engine
+    from injector.config.load import load_config
+    from injector.engine import Engine
     from injector.sink import Sink
 
     watch.lap("import the runner (jinja2, yaml …)")

@@ -17,8 +17,8 @@ import click
 
 from injector import __version__
 from injector.errors import ConfigError, InjectorError
-from injector.hardening import make_undumpable
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from injector.process.hygiene import make_undumpable
 from injector.redact import scrub
 from injector.units import format_duration, parse_duration
 
@@ -86,7 +86,7 @@ def config_options(func: F) -> F:
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config import load_config
+    from injector.config.load import load_config
 
     overrides = {"output_dir": str(output_dir) if output_dir else None}
     return load_config(config_path, overrides=overrides)
@@ -124,7 +124,7 @@ def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: 
     fails at once with an exit code that says what kind of thing failed (see README).
     """
     config = _load(config_path, output_dir, log_level, log_format)
-    from injector.runner import run_init
+    from injector.engine import run_init
 
     result = run_init(config, timeout=timeout)
     click.echo(
@@ -163,8 +163,8 @@ def sidecar(
     """
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config import load_config
-    from injector.sidecar import Sidecar
+    from injector.config.load import load_config
+    from injector.modes.sidecar import Sidecar
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
     config = load_config(config_path, overrides=overrides)
@@ -219,12 +219,12 @@ def exec_(
     As PID 1 it also reaps orphaned processes.
     """
     configure_logging(log_level, log_format)
-    from injector.child import reap_zombies_if_pid1
+    from injector.process.spawn import reap_zombies_if_pid1
 
     reap_zombies_if_pid1()
     make_undumpable()
-    from injector.config import load_config
-    from injector.execmode import ExecMode
+    from injector.config.load import load_config
+    from injector.modes.exec import ExecMode
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
     config = load_config(config_path, overrides=overrides)
@@ -238,7 +238,7 @@ def exec_(
 def validate(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> None:
     """Check the config, template syntax, references and destinations without fetching anything."""
     config = _load(config_path, output_dir, log_level, log_format)
-    from injector.validate import validate_config
+    from injector.modes.validate import validate_config
 
     report = validate_config(config)
     for warning in report.warnings:
@@ -267,7 +267,7 @@ def render(
     if not dry_run:
         raise click.UsageError("render only previews; use `injector init` to write the files")
     config = _load(config_path, output_dir, log_level, log_format)
-    from injector.validate import preview
+    from injector.modes.validate import preview
 
     for line in preview(config, timeout=timeout, show=show or show_values, mask=not show_values):
         click.echo(line)
@@ -298,7 +298,7 @@ def dev_vault(
     role `dev` issuing leased credentials.
     """
     configure_logging(log_level, log_format)
-    from injector.devserver.__main__ import serve_forever
+    from devvault.__main__ import serve_forever
 
     serve_forever(
         "127.0.0.1", port, root_token, tls, latency=latency, kv_v1_mount=kv_v1_mount, ca_file=ca_file
@@ -314,7 +314,7 @@ def demo(log_level: str, log_format: str) -> None:
     timeline and exits 0 when every change reached the app.
     """
     configure_logging("warning" if log_level == "info" else log_level, log_format)
-    from injector.demo import run_demo
+    from devvault.demo import run_demo
 
     sys.exit(run_demo(click.echo))
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from injector.backoff import Backoff
-from injector.config import RefreshConfig
+from injector.config.model import RefreshConfig
 from injector.refs import Reference
 from injector.sources import Fetched
 

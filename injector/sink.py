@@ -53,8 +53,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from injector.errors import ConfigError, OutputError
-from injector.fsutil import (
+from injector.dirfd import (
     MEMORY_FILESYSTEMS,
     FileState,
     check_filesystem,
@@ -62,12 +61,12 @@ from injector.fsutil import (
     lstat_at,
     open_dir,
     os_error_message,
-    read_private,
     read_tree,
     remove_at,
     write_new_file,
-    write_private,
 )
+from injector.errors import ConfigError, OutputError
+from injector.private import read_private, write_private
 
 __all__ = ["OutputFile", "PublishResult", "Sink", "check_filesystem", "read_private", "write_private"]
 

@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
-from injector import reaper
-from injector.child import Child, child_environment, exit_code
-from injector.config import ExecConfig
+from injector.process import spawn as reaper
+from injector.config.model import ExecConfig
 from injector.errors import ConfigError
+from injector.process.child import Child
+from injector.process.environment import child_environment
+from injector.process.spawn import exit_code
 from tests.fixtures.sentinel import SENTINEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,7 +328,7 @@ class TestChild:
 
     def test_restart_supersedes_a_retry_scheduled_during_its_splay(self, make_child, caplog) -> None:
         """A quick death during a restart's splay schedules a retry that the restart cancels: one child."""
-        caplog.set_level(logging.DEBUG, logger="injector.child")
+        caplog.set_level(logging.DEBUG, logger="injector.process.child")
         granted = {"MODE": "ok"}
         calls: list[int] = []
 

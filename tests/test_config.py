@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from injector.config import (
-    CommandNotify,
-    Config,
-    HttpNotify,
-    SignalNotify,
-    load_config,
-    parse_config,
-)
+from injector.config.load import load_config, parse_config
+from injector.config.model import CommandNotify, Config, HttpNotify, SignalNotify
 from injector.errors import ConfigError
 from injector.refs import parse_reference
 from tests.fixtures.sentinel import SENTINEL

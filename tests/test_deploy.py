@@ -34,7 +34,8 @@ from kubernetes_validate.utils import all_versions, latest_version
 
 import injector
 from injector.cli import cli
-from injector.config import Config, load_config, parse_config
+from injector.config.load import load_config, parse_config
+from injector.config.model import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -625,7 +626,7 @@ def test_embedded_injector_configs_parse(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_embedded_configs_validate_with_their_templates(variant: str, tmp_path: Path) -> None:
     """`injector validate` passes on the pod's /etc/injector: templates compile, every name is declared."""
-    from injector.validate import validate_config
+    from injector.modes.validate import validate_config
 
     docs = rendered(variant)
     for workload, _ in workloads(variant):
@@ -688,7 +689,7 @@ def _lookup(values: dict[Any, dict[str, str]], base: Any) -> Any:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_templates_render_what_the_app_reads(variant: str, tmp_path: Path) -> None:
     """Rendered with awkward values, each file gives them back whole to its reader (sh, a YAML parser)."""
-    from injector.render import Renderer
+    from injector.template.render import Renderer
 
     docs = rendered(variant)
     for workload, _ in workloads(variant):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import injector
-from injector.config import HealthConfig
+from injector.config.model import HealthConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from injector.execmode import EnvState
+from injector.modes.exec import EnvState
 from tests.fixtures.sentinel import SENTINEL
 from tests.fixtures.sidecar import configmap_write, free_port, wait_for
 

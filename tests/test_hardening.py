@@ -12,7 +12,7 @@ import pytest
 from tests.fixtures.sidecar import wait_for
 
 SCRIPT = (
-    "from injector.hardening import make_undumpable; import time; "
+    "from injector.process.hygiene import make_undumpable; import time; "
     "make_undumpable(); print('ok', flush=True); time.sleep(30)"
 )
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

@@ -17,18 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from injector.config import CommandNotify, HttpNotify, SignalNotify, WaitConfig
+from injector.config.model import CommandNotify, HttpNotify, SignalNotify, WaitConfig
 from injector.errors import NotifyError
 from injector.metrics import Registry
-from injector.notify import (
-    CommandNotifier,
-    Dispatcher,
-    HttpNotifier,
-    NotifyMetrics,
-    SignalNotifier,
-    build_notifier,
-    find_processes,
-)
+from injector.notify import build_notifier
+from injector.notify.command import CommandNotifier
+from injector.notify.dispatch import Dispatcher, NotifyMetrics
+from injector.notify.http import HttpNotifier
+from injector.notify.signal import SignalNotifier, find_processes
 
 HELPER = Path(__file__).parent / "helpers" / "sigapp.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -250,9 +246,9 @@ class TestSignalNotifier:
         target = subprocess.Popen(["sleep", "30"], user=65534, group=65534)
         code = (
             "import signal\n"
-            "from injector.config import SignalNotify\n"
+            "from injector.config.model import SignalNotify\n"
             "from injector.errors import NotifyError\n"
-            "from injector.notify import SignalNotifier\n"
+            "from injector.notify.signal import SignalNotifier\n"
             f"n = SignalNotifier(SignalNotify(signal=signal.SIGUSR1, child=True), child=lambda: {target.pid})\n"
             "try:\n    n.notify()\nexcept NotifyError as exc:\n    print(exc)\n"
         )
@@ -648,7 +644,7 @@ class TestDispatcher:
         d = Dispatcher(WaitConfig(min=0, max=0), max_attempts=2, clock=clock, rand=lambda: 0.5)
         d.register("a", Recorder(clock, name="app", failures=100))
         d.changed(["a"])
-        with caplog.at_level("WARNING", logger="injector.coalesce"):
+        with caplog.at_level("WARNING", logger="injector.notify.dispatch"):
             run_until_idle(d, clock)
         messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert messages == [

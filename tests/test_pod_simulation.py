@@ -54,8 +54,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from injector.config import Config, load_config
-from injector.devserver import DevVault
+from devvault import DevVault
+from injector.config.load import load_config
+from injector.config.model import Config
 from tests.fixtures.sidecar import free_port, wait_for
 from tests.fixtures.vault import encode_jwt, public_pem, rsa_key
 from tests.test_deploy import (

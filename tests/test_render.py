@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from injector.config import LimitsConfig, TemplateConfig
+from injector.config.model import LimitsConfig, TemplateConfig
 from injector.errors import NotFoundError, RenderError, UnavailableError
 from injector.refs import Reference, Secret, parse_reference
-from injector.render import CompiledTemplate, Renderer, RenderResult
+from injector.template.render import CompiledTemplate, Renderer, RenderResult
 from tests.fixtures.sentinel import SENTINEL
 
 Values = Mapping[str, Any]

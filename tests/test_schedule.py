@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from injector.config import RefreshConfig
+from injector.config.model import RefreshConfig
 from injector.refs import Secret, parse_reference
 from injector.schedule import Scheduler
 from injector.sources import Fetched, Lease

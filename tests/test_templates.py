@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from injector.config import LimitsConfig, TemplateConfig, parse_config
+from injector.config.load import parse_config
+from injector.config.model import LimitsConfig, TemplateConfig
 from injector.refs import Reference, Secret, parse_reference
-from injector.render import Renderer
+from injector.template.render import Renderer
 from tests.test_render import read_dotenv_compose
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

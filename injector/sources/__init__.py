@@ -21,7 +21,7 @@ from injector.errors import ConfigError, SourceError
 from injector.refs import Reference, Secret
 
 if TYPE_CHECKING:
-    from injector.config import Config
+    from injector.config.model import Config
 
 __all__ = [
     "SOURCES",

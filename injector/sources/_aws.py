@@ -43,7 +43,7 @@ from injector.errors import (
 )
 
 if TYPE_CHECKING:
-    from injector.config import Config
+    from injector.config.model import Config
     from injector.refs import Reference
 
 __all__ = [

@@ -70,7 +70,7 @@ from injector.sources._aws import (
 )
 
 if TYPE_CHECKING:
-    from injector.config import Config
+    from injector.config.model import Config
 
 __all__ = ["BATCH_SIZE", "SecretsManagerClient", "SecretsManagerSource", "build_secretsmanager_source"]
 

@@ -31,7 +31,7 @@ from injector.sources import Fetched
 from injector.sources._aws import AwsContext, as_records, build_client, chunked, relabel, run_concurrently
 
 if TYPE_CHECKING:
-    from injector.config import Config
+    from injector.config.model import Config
 
 __all__ = ["BATCH_SIZE", "PAGE_SIZE", "SsmClient", "SsmSource", "build_ssm_source", "name_from_arn"]
 

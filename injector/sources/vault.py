@@ -59,7 +59,7 @@ from injector.sources.vault_auth import (
 )
 
 if TYPE_CHECKING:
-    from injector.config import Config
+    from injector.config.model import Config
 
 __all__ = ["VaultSource", "build_vault_source"]
 
@@ -326,21 +326,17 @@ class VaultSource:
         lease = None
         if lease_id:
             lease = Lease(lease_id=lease_id, duration=duration, renewable=bool(body.get("renewable")), granted_at=now)
-        not_before = not_after = None
-        certificate = data.get("certificate")
-        if isinstance(certificate, str) and "BEGIN CERTIFICATE" in certificate:
-            # Imported here: cryptography costs ~8 MiB and is needed only for certificates.
-            from cryptography import x509
-
-            cert = x509.load_pem_x509_certificate(certificate.encode())
-            not_before = cert.not_valid_before_utc.timestamp()
-            not_after = cert.not_valid_after_utc.timestamp()
+        # A certificate's end of validity: PKI's issue/sign responses carry it as ``expiration``
+        # (Unix seconds), so no X.509 parser is needed. Its start is when we fetched it.
+        not_after = None
+        expiration = data.get("expiration")
+        if isinstance(expiration, int | float) and not isinstance(expiration, bool) and "certificate" in data:
+            not_after = float(expiration)
         return Fetched(
             value=Secret(dict(data)),
             lease=lease,
             # Without a lease, lease_duration is advisory (KV v1): a refresh hint, not an expiry.
             ttl=duration if not lease_id and duration > 0 else None,
-            not_before=not_before,
             not_after=not_after,
             fetched_at=now,
         )

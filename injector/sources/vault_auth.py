@@ -43,7 +43,7 @@ import requests
 from injector.errors import AuthError, UnavailableError
 
 if TYPE_CHECKING:
-    from injector.config import VaultAuthConfig
+    from injector.config.model import VaultAuthConfig
 
 __all__ = [
     "TRANSIENT_STATUSES",

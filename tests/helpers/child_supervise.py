@@ -20,8 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from injector.child import Child, install_signal_forwarding, reap_zombies_if_pid1
-from injector.config import ExecConfig
+from injector.config.model import ExecConfig
+from injector.process.child import Child, install_signal_forwarding
+from injector.process.spawn import reap_zombies_if_pid1
 
 
 def zombies() -> list[int]:

@@ -201,7 +201,7 @@ class CountingVault:
     """
 
     def __init__(self) -> None:
-        from injector.devserver import DevVault
+        from devvault import DevVault
 
         self.dev = DevVault(host="127.0.0.1", port=0, root_token="root").start()
         self.arrivals: list[tuple[float, str, str]] = []

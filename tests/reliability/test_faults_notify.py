@@ -25,7 +25,7 @@ from tests.reliability.support import metric_sum, start_sidecar, write_config
 
 pytestmark = pytest.mark.slow
 
-#: The dispatcher's attempts per notification (injector.coalesce.Dispatcher's default).
+#: The dispatcher's attempts per notification (injector.notify.dispatch.Dispatcher's default).
 MAX_NOTIFY_ATTEMPTS = 6
 REFRESH = {
     "interval": "1s",

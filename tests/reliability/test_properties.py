@@ -14,15 +14,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from injector.config import (
-    CommandNotify,
-    Config,
-    HttpNotify,
-    SignalNotify,
-    check_destination,
-    load_config,
-    parse_config,
-)
+from injector.config.load import check_destination, load_config, parse_config
+from injector.config.model import CommandNotify, Config, HttpNotify, SignalNotify
 from injector.errors import ConfigError
 from injector.refs import SCHEMES, Reference, parse_reference
 

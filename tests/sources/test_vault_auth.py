@@ -11,7 +11,7 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from injector.config import VaultAuthConfig
+from injector.config.model import VaultAuthConfig
 from injector.errors import AuthError, UnavailableError
 from injector.sources.vault import VaultSource
 from tests.fixtures.vault import (

@@ -1,0 +1,93 @@
+"""``injector validate`` (check without fetching) and ``injector render --dry-run`` (preview)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from injector.backoff import Backoff
+from injector.config.model import Config
+from injector.engine import Engine, env_templates
+from injector.errors import ConfigError, InjectorError, OutputError
+from injector.redact import scrub
+from injector.sink import Sink, check_filesystem
+from injector.template.render import Renderer
+
+__all__ = ["ValidateReport", "preview", "validate_config"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidateReport:
+    summary: str
+    warnings: tuple[str, ...]
+
+
+def validate_config(config: Config) -> ValidateReport:
+    """Compiles every template and checks every reference and backend section; fetches nothing.
+
+    Raises:
+        InjectorError: every problem found, one per line (the first one's class and exit code).
+    """
+    renderer = Renderer(secrets=config.secrets, limits=config.limits)
+    problems: list[InjectorError] = []
+    schemes: Counter[str] = Counter()
+    refs = set(config.secrets.values())
+    for template in [*config.templates, *env_templates(config)]:
+        try:
+            compiled = renderer.compile(template)
+            refs |= renderer.static_refs(compiled)
+        except InjectorError as exc:
+            problems.append(exc)
+    for ref in {r.base for r in refs}:
+        schemes[ref.scheme] += 1
+    if schemes["vault"] and config.vault is None:
+        problems.append(ConfigError("vault: references are used but the config has no vault: section"))
+    if problems:
+        first = problems[0]
+        raise type(first)("\n".join(str(p) for p in problems)) if len(problems) > 1 else first
+    warnings = []
+    if (schemes["aws-sm"] or schemes["aws-ssm"]) and not (
+        config.aws.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    ):
+        warnings.append("aws: references are used but no region is set (aws.region or AWS_REGION)")
+    if config.output_dir.is_dir() and not config.allow_non_tmpfs:
+        kind = check_filesystem(config.output_dir)
+        if kind not in ("tmpfs", "ramfs"):
+            warnings.append(f"output_dir {config.output_dir} is on {kind}, not tmpfs: init will refuse it here")
+    by_scheme = ", ".join(f"{scheme}: {n}" for scheme, n in sorted(schemes.items())) or "none"
+    summary = (
+        f"ok: {len(config.templates)} template(s), {sum(schemes.values())} distinct reference(s) ({by_scheme}); "
+        f"output_dir {config.output_dir}"
+    )
+    return ValidateReport(summary=summary, warnings=tuple(warnings))
+
+
+def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = True) -> list[str]:
+    """Fetches and renders everything and returns lines saying what ``init`` would change.
+
+    Values are masked (``<redacted>``) unless ``mask`` is False. Nothing is written.
+    """
+    engine = Engine(config)
+    try:
+        engine.compile()
+        backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
+        engine.converge(list(engine.compiled), deadline=time.monotonic() + timeout, backoff=backoff)
+    finally:
+        engine.close()
+    files = engine.files()
+    try:
+        sink = Sink(config.output_dir, allow_non_tmpfs=True)
+        current = sink.current() if config.output_dir.is_dir() else {}
+        changed = sink.diff(files) if config.output_dir.is_dir() else frozenset(f.path for f in files)
+    except OutputError:
+        current, changed = {}, frozenset(f.path for f in files)
+    lines = []
+    for file in sorted(files, key=lambda f: f.path):
+        state = "new" if file.path not in current else ("would change" if file.path in changed else "unchanged")
+        lines.append(f"{state:>12}  {file.path}  ({len(file.content)} bytes, mode {file.mode:04o})")
+        if show:
+            text = file.content.decode("utf-8", errors="replace")
+            lines.extend("    " + (scrub(line) if mask else line) for line in text.splitlines())
+    return lines

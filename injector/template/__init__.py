@@ -1,0 +1,1 @@
+"""Templates: compile, find references, render in the sandbox (render.py drives values, filters, sandbox, costs)."""

@@ -11,10 +11,12 @@ __all__ = ["Backoff"]
 
 @dataclass(slots=True)
 class Backoff:
-    """Delays that double from ``minimum`` to ``maximum``, each drawn from [d/2, d] ("equal jitter").
+    """Delays whose cap doubles from ``minimum`` to ``maximum``, each drawn below the cap.
 
-    Half the delay is kept so that a fleet of pods restarting together still spreads out while no
-    single retry comes immediately after a failure (full jitter can draw ~0 and hammer a backend).
+    Equal jitter (the default) draws from [cap/2, cap]: no retry comes right after a failure.
+    ``full_jitter`` draws from [minimum, cap]: the retries of a fleet that failed together (a
+    backend outage) spread over the whole window, so its recovery is not a herd; ``minimum`` stays
+    the floor, so no retry hammers a backend at ~0 s.
     """
 
     minimum: float = 1.0
@@ -22,12 +24,14 @@ class Backoff:
     attempt: int = 0
     #: Uniform in [0, 1); injectable so tests can pin the jitter.
     rand: Callable[[], float] = field(default=random.random, repr=False)
+    full_jitter: bool = False
 
     def next(self) -> float:
         """Returns the next delay in seconds and counts the attempt."""
         ceiling = min(self.maximum, self.minimum * (2 ** min(self.attempt, 30)))
         self.attempt += 1
-        return float(ceiling / 2 + (ceiling / 2) * self.rand())
+        low = min(self.minimum, ceiling) if self.full_jitter else ceiling / 2
+        return float(low + (ceiling - low) * self.rand())
 
     def reset(self) -> None:
         """Starts again from ``minimum`` (after a success)."""

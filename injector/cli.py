@@ -124,7 +124,7 @@ def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: 
     fails at once with an exit code that says what kind of thing failed (see README).
     """
     config = _load(config_path, output_dir, log_level, log_format)
-    from injector.engine import run_init
+    from injector.modes.init import run_init
 
     result = run_init(config, timeout=timeout)
     click.echo(

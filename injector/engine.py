@@ -1,20 +1,27 @@
-"""Orchestration: the engine that fetches, renders and publishes, and ``init`` (render once).
+"""The engine: THE fetch/render loop and the start-up sequence, shared by every mode.
 
-The engine is shared by ``init``, ``render --dry-run``, ``sidecar`` and ``exec``:
+``init``, ``render --dry-run``, ``sidecar`` and ``exec`` all go through these methods; none has a
+loop of its own. The render loop (``render``):
 
-1. compile every template and collect the references it names statically (a literal
-   ``secret("…")``, ``secrets.NAME``), so that all of them are fetched in ONE concurrent round;
-2. fetch the base references not in the cache, grouped by backend, every backend at once (each
-   one batches or fans out inside ``Source.fetch``); a reference is fetched once however many
-   templates use it;
-3. render each template against the cache; references only known at render time (built from
-   variables) come back as ``missing`` and are fetched in another round;
-4. hand every file to the sink, which publishes one atomic snapshot when any byte changed.
+1. render each template against the cache; references only known at render time (built from
+   variables) come back as ``missing``;
+2. fetch every missing reference in ONE round (all backends at once, each batching or fanning out
+   inside ``Source.fetch``) and render the templates that missed something again;
+3. stop after ``MAX_RENDER_PASSES`` rounds: a template still asking for new references is chasing
+   its tail (``RenderError``). A template that fails keeps its last good output; its error is
+   returned, per destination.
+
+``converge`` wraps it for start-up: fetch every literal reference first (``static_refs``, so a
+template of literals costs one round), then render, retrying transient errors with backoff until
+a deadline. The start-up sequence (``start``) is written once: prepare the output directory →
+compile → adopt the handoff → converge → publish → save the handoff.
+
+Templates are either published (files in the output directory) or in memory (``compile(…,
+in_memory=True)``): exec mode's ``env:`` values, which only that mode reads.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,58 +29,29 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 
 from injector.backoff import Backoff
+from injector.cache import Cache
 from injector.config.model import Config, TemplateConfig
-from injector.errors import RenderError, SourceError, UnavailableError
-from injector.handoff import load_state, save_state
-from injector.redact import register_value
-from injector.refs import Reference, Secret
+from injector.errors import InjectorError, RenderError, SourceError, UnavailableError
+from injector.handoff import Handoff
+from injector.handoff import load as load_handoff
+from injector.handoff import save as save_handoff
+from injector.refs import Reference
 from injector.sink import OutputFile, PublishResult, Sink
-from injector.sources import Fetched, Source, build_source
+from injector.sources import Fetched, LeasedSource, Source, StatefulSource, build_source
 from injector.template.render import CompiledTemplate, Renderer, RenderResult
 
-__all__ = ["ENV_PREFIX", "Engine", "InitResult", "StopRequested", "env_templates", "run_init"]
+__all__ = ["MAX_RENDER_PASSES", "Engine", "StopRequested"]
 
 logger = logging.getLogger(__name__)
 
-#: Engine keys of the in-memory templates behind ``env:`` (exec mode); they are never published.
-ENV_PREFIX = "$env/"
-
 #: Rounds of "render, fetch what was missing" before a template is declared to be chasing its tail.
 MAX_RENDER_PASSES = 8
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InitResult:
-    files: int
-    changed: frozenset[str]
-    references: int
-    attempts: int
-    elapsed: float
-
-
-def _size_of(value: object) -> int:
-    """Bytes of a value: a string's UTF-8 length, or the sum over a mapping's keys and values."""
-    if isinstance(value, bytes):
-        return len(value)
-    if isinstance(value, str):
-        return len(value.encode("utf-8", errors="replace"))
-    if isinstance(value, Mapping):
-        return sum(_size_of(str(k)) + _size_of(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return sum(_size_of(v) for v in value)
-    return len(str(value))
-
-
-def env_templates(config: Config) -> list[TemplateConfig]:
-    """Returns one in-memory template per ``env:`` entry (``NAME: reference`` or a template)."""
-    out = []
-    for name, value in config.env.items():
-        text = value if ("{{" in value or "{%" in value) else "{{ secret(" + json.dumps(value) + ") }}"
-        out.append(TemplateConfig(where=f"env.{name}", destination=f"{ENV_PREFIX}{name}", contents=text, mode=0o400))
-    return out
+#: At most this many threads fetch at once, and only during a round: an idle engine has none.
+MAX_FETCH_THREADS = 8
+#: An issued value closer than this to its end is not adopted from the handoff: a fresh one is fetched.
+ADOPT_MARGIN = 30.0
 
 
 class _LateError(UnavailableError):
@@ -85,22 +63,20 @@ class StopRequested(Exception):
 
 
 class Engine:
-    """Templates, the value cache and the sources of one config; see the module docstring."""
+    """Templates, the value cache, the sources and the sink of one config; see the module docstring."""
 
     def __init__(self, config: Config, *, sources: Mapping[str, Source] | None = None) -> None:
         self.config = config
         self.renderer = Renderer(secrets=config.secrets, limits=config.limits)
-        self.cache: dict[Reference, Fetched] = {}
-        #: Permanent fetch errors (not found, denied): raised by ``lookup`` only if a render uses
-        #: the reference, so a literal reference in a branch that never runs fails nothing.
-        self.failures: dict[Reference, SourceError] = {}
-        self.compiled: dict[str, CompiledTemplate] = {}
-        #: destination → base references its last render used.
-        self.used: dict[str, frozenset[Reference]] = {}
-        #: destination → the last file that rendered well.
-        self.outputs: dict[str, OutputFile] = {}
+        self.cache = Cache(max_bytes=config.limits.max_secret_bytes)
+        self.sink = Sink(config.output_dir, allow_non_tmpfs=config.allow_non_tmpfs)
+        self._compiled: dict[str, CompiledTemplate] = {}
+        self._in_memory: set[str] = set()
+        #: destination → base references its last good render used.
+        self._used: dict[str, frozenset[Reference]] = {}
+        #: destination → the last output that rendered well.
+        self._outputs: dict[str, OutputFile] = {}
         self._sources: dict[str, Source] = dict(sources or {})
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch")
         #: Called after each backend round: (scheme, seconds, number of refs, errors).
         self.on_fetch: list[Callable[[str, float, int, int], None]] = []
 
@@ -117,33 +93,52 @@ class Engine:
         return self._sources
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         for source in self._sources.values():
             source.close()
 
     # --- templates ------------------------------------------------------------------------------
 
-    def compile(self, templates: Iterable[TemplateConfig] | None = None) -> None:
+    def compile(self, templates: Iterable[TemplateConfig] | None = None, *, in_memory: bool = False) -> None:
         """Compiles the config's templates (or the given ones); a syntax error raises RenderError."""
         for template in self.config.templates if templates is None else templates:
-            self.compiled[template.destination] = self.renderer.compile(template)
+            self._compiled[template.destination] = self.renderer.compile(template)
+            if in_memory:
+                self._in_memory.add(template.destination)
+
+    @property
+    def destinations(self) -> list[str]:
+        return list(self._compiled)
 
     def static_refs(self, destinations: Iterable[str] | None = None) -> set[Reference]:
         """Returns the base references the templates name literally."""
-        names = self.compiled.keys() if destinations is None else destinations
+        names = self._compiled.keys() if destinations is None else destinations
         refs: set[Reference] = set()
         for name in names:
-            refs |= self.renderer.static_refs(self.compiled[name])
+            refs |= self.renderer.static_refs(self._compiled[name])
         return refs
+
+    def used_refs(self) -> set[Reference]:
+        """The base references the last good renders used."""
+        return set().union(*self._used.values()) if self._used else set()
+
+    def used_refs_of(self, destination: str) -> frozenset[Reference]:
+        """The base references the last good render of ``destination`` used."""
+        return self._used.get(destination, frozenset())
+
+    def users_of(self, refs: Iterable[Reference]) -> set[str]:
+        """The destinations whose last good render used any of ``refs``."""
+        wanted = set(refs)
+        return {dest for dest, used in self._used.items() if used & wanted}
 
     # --- fetching -------------------------------------------------------------------------------
 
     def fetch(self, refs: Iterable[Reference], *, deadline: float | None = None) -> dict[Reference, SourceError]:
         """Fetches ``refs`` (base references) into the cache; returns the errors, per reference.
 
-        Every backend is asked at once; each batches or fans out inside its own ``fetch``. With a
-        ``deadline`` (``time.monotonic()`` scale), a backend still busy then (its client retrying
-        inside one call) is reported unavailable instead of being waited for.
+        Every backend is asked at once, each on its own thread of a pool that lives for this round
+        only; each batches or fans out inside its own ``fetch``. With a ``deadline``
+        (``time.monotonic()`` scale), a backend still busy then (its client retrying inside one
+        call) is reported unavailable instead of being waited for.
         """
         groups: dict[str, list[Reference]] = defaultdict(list)
         for ref in sorted(set(refs), key=str):
@@ -151,50 +146,62 @@ class Engine:
         errors: dict[Reference, SourceError] = {}
         if not groups:
             return errors
-        futures = {scheme: self._pool.submit(self._fetch_group, scheme, group) for scheme, group in groups.items()}
-        for scheme, future in futures.items():
-            try:
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                results = future.result(timeout=timeout)
-            except FutureTimeout:
-                results = {
-                    ref: _LateError(
-                        f"{ref}: timed out: {scheme} gave no answer before the deadline (its client was retrying)",
-                        ref=str(ref),
-                    )
-                    for ref in groups[scheme]
-                }
-            except SourceError as exc:
-                # A backend that cannot log in or be reached at all fails each of its refs.
-                results = dict.fromkeys(groups[scheme], exc)
-            for ref in groups[scheme]:
-                result = results.get(ref) or UnavailableError(f"{ref}: the backend returned no result", ref=str(ref))
-                if isinstance(result, Fetched):
-                    result = self._check_size(ref, result)
-                if isinstance(result, Fetched):
-                    register_value(result.value.reveal())
-                    self.cache[ref] = result
-                    self.failures.pop(ref, None)
-                else:
-                    errors[ref] = result
+        if len(groups) == 1 and deadline is None:
+            ((scheme, group),) = groups.items()
+            self._collect(scheme, group, self._guarded_group(scheme, group), errors)
+            return errors
+        pool = ThreadPoolExecutor(max_workers=min(MAX_FETCH_THREADS, len(groups)), thread_name_prefix="fetch")
+        try:
+            futures = {scheme: pool.submit(self._guarded_group, scheme, group) for scheme, group in groups.items()}
+            for scheme, future in futures.items():
+                try:
+                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    results = future.result(timeout=timeout)
+                except FutureTimeout:
+                    results = {
+                        ref: _LateError(
+                            f"{ref}: timed out: {scheme} gave no answer before the deadline (its client was retrying)",
+                            ref=str(ref),
+                        )
+                        for ref in groups[scheme]
+                    }
+                self._collect(scheme, groups[scheme], results, errors)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return errors
 
-    def _check_size(self, ref: Reference, fetched: Fetched) -> Fetched | SourceError:
-        """Refuses a value larger than ``limits.max_secret_bytes``, whatever backend it came from."""
-        size = _size_of(fetched.value.reveal())
-        limit = self.config.limits.max_secret_bytes
-        if size <= limit:
-            return fetched
-        return SourceError(
-            f"{ref}: the value is {size} bytes, more than limits.max_secret_bytes ({limit}); "
-            "raise the limit if this is intended",
-            ref=str(ref),
-        )
+    def _collect(
+        self,
+        scheme: str,
+        refs: list[Reference],
+        results: Mapping[Reference, Fetched | SourceError],
+        errors: dict[Reference, SourceError],
+    ) -> None:
+        for ref in refs:
+            result = results.get(ref) or UnavailableError(f"{ref}: the backend returned no result", ref=str(ref))
+            if isinstance(result, Fetched):
+                refused = self.cache.store(ref, result)
+                if refused is None:
+                    continue
+                result = refused
+            errors[ref] = result
+            if not result.retryable:
+                self.cache.fail(ref, result)
+
+    def _guarded_group(self, scheme: str, refs: list[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+        """One backend's round; a backend that cannot log in or be reached fails each of its refs."""
+        try:
+            return self._fetch_group(scheme, refs)
+        except SourceError as exc:
+            return dict.fromkeys(refs, exc)
+        except RecursionError:
+            # A value nested too deeply for the parser: that backend's references fail, nothing else.
+            error = SourceError(f"{scheme}: a value is nested too deeply to read", ref=None)
+            return dict.fromkeys(refs, error)
 
     def _fetch_group(self, scheme: str, refs: list[Reference]) -> Mapping[Reference, Fetched | SourceError]:
         started = time.monotonic()
-        source = self.source(scheme)
-        results = source.fetch(refs)
+        results = self.source(scheme).fetch(refs)
         elapsed = time.monotonic() - started
         failed = sum(1 for r in results.values() if isinstance(r, SourceError))
         logger.debug("fetched %d %s reference(s) in %.0f ms (%d failed)", len(refs), scheme, elapsed * 1000, failed)
@@ -204,155 +211,246 @@ class Engine:
 
     # --- rendering ------------------------------------------------------------------------------
 
-    def lookup(self, ref: Reference) -> Secret:
-        """The render lookup: the cached value, the reference's permanent error, or KeyError."""
-        fetched = self.cache.get(ref)
-        if fetched is not None:
-            return fetched.value
-        failure = self.failures.get(ref)
-        if failure is not None:
-            raise failure
-        raise KeyError(ref)
+    def render(self, destinations: Iterable[str]) -> dict[str, InjectorError]:
+        """THE render loop (module docstring): renders ``destinations``, fetching what they miss.
 
-    def render(self, destination: str) -> RenderResult:
-        """Renders one template against the cache (``missing`` lists what is not fetched yet)."""
-        result = self.renderer.render(self.compiled[destination], self.lookup)
-        if not result.missing:
-            self.used[destination] = result.refs
-        return result
+        Each destination that renders lands in the outputs; the others keep their last good
+        output and come back in the returned mapping with their error.
+        """
+        pending = sorted(set(destinations))
+        errors: dict[str, InjectorError] = {}
+        for _ in range(MAX_RENDER_PASSES + 1):
+            missing: dict[str, frozenset[Reference]] = {}
+            for name in pending:  # 1.
+                try:
+                    result = self._render_one(name)
+                except InjectorError as exc:
+                    errors[name] = exc
+                    continue
+                if result.missing:
+                    missing[name] = result.missing
+                else:
+                    self._keep(name, result)
+                    errors.pop(name, None)
+            if not missing:
+                return errors
+            failed = self.fetch(set().union(*missing.values()))  # 2.
+            pending = []
+            for name, refs in sorted(missing.items()):
+                error = next((failed[ref] for ref in sorted(refs, key=str) if ref in failed), None)
+                if error is not None and error.retryable:
+                    errors[name] = error
+                else:
+                    pending.append(name)  # a permanent error is raised by the render that uses it
+        for name in pending:  # 3.
+            errors[name] = RenderError(
+                f"{name}: the template keeps asking for new references after {MAX_RENDER_PASSES} rounds"
+            )
+        return errors
 
-    def files(self) -> list[OutputFile]:
-        """The files to publish: every output but the in-memory ``env:`` values."""
-        return [f for name, f in self.outputs.items() if not name.startswith(ENV_PREFIX)]
+    def _render_one(self, destination: str) -> RenderResult:
+        return self.renderer.render(self._compiled[destination], self.cache.lookup)
 
-    def env_values(self) -> dict[str, str]:
-        """The rendered ``env:`` values (exec mode), by variable name."""
-        return {
-            name[len(ENV_PREFIX) :]: f.content.decode("utf-8", errors="replace")
-            for name, f in self.outputs.items()
-            if name.startswith(ENV_PREFIX)
-        }
-
-    def output_file(self, destination: str, result: RenderResult) -> OutputFile:
-        template = self.compiled[destination].template
-        return OutputFile(
+    def _keep(self, destination: str, result: RenderResult) -> None:
+        template = self._compiled[destination].template
+        self._used[destination] = result.refs
+        self._outputs[destination] = OutputFile(
             path=destination, content=result.content, mode=template.mode, uid=template.uid, gid=template.gid
         )
 
+    def files(self) -> list[OutputFile]:
+        """The files to publish: every output but the in-memory ones."""
+        return [f for name, f in self._outputs.items() if name not in self._in_memory]
+
+    def memory_values(self) -> dict[str, str]:
+        """The rendered in-memory templates, by destination."""
+        return {
+            name: f.content.decode("utf-8", errors="replace")
+            for name, f in self._outputs.items()
+            if name in self._in_memory
+        }
+
+    @property
+    def rendered(self) -> int:
+        """How many templates have a good output."""
+        return len(self._outputs)
+
+    def forget_unused(self) -> None:
+        """Drops cached values no template uses any more."""
+        self.cache.keep_only(self.used_refs())
+
+    # --- start-up -------------------------------------------------------------------------------
+
     def converge(
         self,
-        destinations: Iterable[str],
+        destinations: Iterable[str] | None = None,
         *,
         deadline: float,
         backoff: Backoff,
         stop: threading.Event | None = None,
-    ) -> int:
-        """Fetches and renders ``destinations`` until all render, retrying transient errors.
+    ) -> None:
+        """Fetches and renders ``destinations`` (default: all) until all render.
 
-        Returns the number of fetch attempts. Permanent errors (not found, access denied, a
-        template error) raise at once; transient ones are retried with backoff until ``deadline``
-        (``time.monotonic()`` scale), then the last one is raised with how long it was tried.
-        Setting ``stop`` (SIGTERM in the sidecar) ends a backoff wait at once: StopRequested.
+        Permanent errors (not found, access denied, a template error) raise at once; transient ones
+        are retried with backoff until ``deadline`` (``time.monotonic()`` scale), then the last one
+        is raised with how long it was tried. Setting ``stop`` ends a backoff wait at once:
+        StopRequested.
         """
-        names = list(destinations)
+        names = self.destinations if destinations is None else list(destinations)
         wanted = self.static_refs(names)
-        attempts, passes = 0, 0
+        attempts = 0
         #: The last error each reference really got: a round cut by the deadline says less.
         seen: dict[Reference, SourceError] = {}
         while True:
-            todo = {ref for ref in wanted if ref not in self.cache and ref not in self.failures}
+            todo = {ref for ref in wanted if not self.cache.settled(ref)}
             if todo:
                 attempts += 1
                 errors = self.fetch(todo, deadline=deadline)
-                errors = {
-                    ref: seen.get(ref, err) if isinstance(err, _LateError) else err for ref, err in errors.items()
-                }
+                errors = {ref: seen.get(ref, e) if isinstance(e, _LateError) else e for ref, e in errors.items()}
                 seen.update(errors)
-                transient = {ref: err for ref, err in errors.items() if err.retryable}
-                self.failures.update({ref: err for ref, err in errors.items() if not err.retryable})
+                transient = {ref: e for ref, e in errors.items() if e.retryable}
                 if transient:
-                    self._wait_or_give_up(transient, attempts, deadline, backoff, stop)
+                    _wait_or_give_up(list(transient.values()), attempts, deadline, backoff, stop)
                     continue
-            missing: set[Reference] = set()
-            for name in names:
-                result = self.render(name)
-                if result.missing:
-                    missing |= result.missing
-                else:
-                    self.outputs[name] = self.output_file(name, result)
-            if not missing:
-                return attempts
-            passes += 1
-            if passes > MAX_RENDER_PASSES:
-                raise RenderError(
-                    f"templates keep asking for new references after {MAX_RENDER_PASSES} rounds "
-                    f"(last: {', '.join(sorted(map(str, missing))[:3])})"
-                )
-            wanted |= missing
+            failed = self.render(names)
+            if not failed:
+                return
+            transient_render = [e for _, e in sorted(failed.items()) if isinstance(e, SourceError) and e.retryable]
+            if len(transient_render) < len(failed):
+                raise next(e for _, e in sorted(failed.items()) if e not in transient_render)
+            attempts += 1
+            _wait_or_give_up(transient_render, attempts, deadline, backoff, stop)
 
-    @staticmethod
-    def _wait_or_give_up(
-        errors: Mapping[Reference, SourceError],
-        attempts: int,
+    def start(
+        self,
+        *,
         deadline: float,
-        backoff: Backoff,
-        stop: threading.Event | None,
-    ) -> None:
-        """Sleeps before the next attempt at transient ``errors``, or raises the first at the deadline."""
-        first = sorted(errors.items(), key=lambda item: str(item[0]))[0][1]
-        delay = backoff.next()
-        remaining = deadline - time.monotonic()
-        if delay >= remaining:
-            raise type(first)(
-                f"{first} (gave up after {attempts} attempt(s); {len(errors)} reference(s) unavailable)",
-                ref=first.ref,
-            )
-        logger.warning("%d reference(s) unavailable (%s); retrying in %.1fs", len(errors), first, delay)
-        if stop is None:
-            time.sleep(delay)
-        elif stop.wait(delay):
-            raise StopRequested
+        stop: threading.Event | None = None,
+        patient: bool = False,
+    ) -> PublishResult:
+        """The start-up sequence of every mode: adopt the handoff → converge → publish → save.
+
+        The templates are compiled and the sink prepared by the caller first (a mode may watch
+        files before they are read). ``patient`` (the sidecar): a permanent error is retried too,
+        since a missing secret may yet appear; otherwise it raises at once (init, exec).
+        """
+        self.adopt_state()
+        backoff = Backoff(self.config.refresh.min_backoff, self.config.refresh.max_backoff)
+        while True:
+            try:
+                self.converge(deadline=deadline, backoff=backoff, stop=stop)
+                break
+            except SourceError as exc:
+                if not patient or (stop is not None and stop.is_set()):
+                    raise
+                # Unlike init, a sidecar waits for a missing secret to appear: forget the
+                # permanent failures so the next attempt fetches them again.
+                self.cache.forgive()
+                delay = backoff.next()
+                logger.warning("first render failed: %s; retrying in %.1fs", exc, delay)
+                if stop is not None and stop.wait(delay):
+                    raise StopRequested from None
+                if stop is None:
+                    time.sleep(delay)
+        result = self.sink.publish(self.files())
+        self.save_state()
+        return result
+
+    # --- the handoff ----------------------------------------------------------------------------
+
+    def handoff(self) -> Handoff:
+        """What the next run (the sidecar after init, a restarted sidecar) should adopt."""
+        return Handoff(
+            sessions={
+                scheme: source.save_state()
+                for scheme, source in self._sources.items()
+                if isinstance(source, StatefulSource)
+            },
+            issued=self.cache.issued(),
+        )
+
+    def adopt(self, state: Handoff) -> bool:
+        """Adopts sessions (only for sources the templates use) and issued values still valid."""
+        used = {ref.scheme for ref in self.static_refs()}
+        adopted = False
+        for scheme, session in state.sessions.items():
+            if scheme in used:
+                source = self.source(scheme)
+                if isinstance(source, StatefulSource) and source.restore_state(session):
+                    logger.info("adopted the %s session", scheme)
+                    adopted = True
+        now = time.monotonic()
+        kept = 0
+        for ref, fetched in state.issued.items():
+            end = fetched.lease.expires_at if fetched.lease is not None else fetched.not_after
+            fresh = ref.scheme in used and end is not None and end - now > ADOPT_MARGIN
+            if fresh and self.cache.store(ref, fetched) is None:
+                kept += 1
+        if kept:
+            logger.info("adopted %d issued value(s) still valid", kept)
+        return adopted or kept > 0
+
+    def adopt_state(self) -> None:
+        """Adopts what an earlier run left in ``state_dir``, when there is one."""
+        if self.config.state_dir is not None:
+            state = load_handoff(self.config.state_dir)
+            if state is not None:
+                self.adopt(state)
+
+    def save_state(self) -> None:
+        """Leaves the handoff in ``state_dir``, when there is one."""
+        if self.config.state_dir is not None:
+            save_handoff(self.config.state_dir, self.handoff())
+
+    # --- leases ---------------------------------------------------------------------------------
+
+    def renew(self, ref: Reference) -> Fetched | None:
+        """Renews the lease of ``ref`` in place; None means fetch it again instead (raises SourceError)."""
+        fetched = self.cache.get(ref)
+        source = self.source(ref.scheme)
+        if fetched is None or fetched.lease is None or not isinstance(source, LeasedSource):
+            return None
+        renewed = source.renew(ref, fetched)
+        self.cache.store(ref, renewed)
+        return renewed
+
+    def revoke_all(self) -> None:
+        """Revokes every lease and session (``--revoke-on-exit``); failures are logged, not raised."""
+        for ref, fetched in self.cache.items():
+            source = self.source(ref.scheme)
+            if fetched.lease is None or not isinstance(source, LeasedSource):
+                continue
+            try:
+                source.revoke(ref, fetched)
+                logger.info("revoked the lease of %s", ref)
+            except SourceError as exc:
+                logger.warning("revoking %s failed: %s", ref, exc)
+        for scheme, session in self._sources.items():
+            if isinstance(session, StatefulSource):
+                try:
+                    session.revoke_session()
+                    logger.info("revoked the %s session", scheme)
+                except SourceError as exc:
+                    logger.warning("revoking the %s session failed: %s", scheme, exc)
 
 
-def run_init(
-    config: Config,
-    *,
-    timeout: float = 120.0,
-    sources: Mapping[str, Source] | None = None,
-) -> InitResult:
-    """Renders everything once into the output directory (``injector init``).
-
-    Adopts a token and leases left in ``state_dir`` by an earlier run in the same pod, and leaves
-    its own there for the sidecar, so a pod holds one token and one set of dynamic credentials.
-    """
-    started = time.monotonic()
-    deadline = started + timeout
-    sink = Sink(config.output_dir, allow_non_tmpfs=config.allow_non_tmpfs)
-    sink.prepare()
-    engine = Engine(config, sources=sources)
-    try:
-        engine.compile()
-        if config.state_dir is not None:
-            load_state(config.state_dir, engine)
-        backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
-        attempts = engine.converge(list(engine.compiled), deadline=deadline, backoff=backoff)
-        result: PublishResult = sink.publish(engine.files())
-        if config.state_dir is not None:
-            save_state(config.state_dir, engine)
-    finally:
-        engine.close()
-    elapsed = time.monotonic() - started
-    logger.info(
-        "init rendered %d file(s) from %d reference(s) in %.0f ms (%d changed)",
-        len(engine.outputs),
-        len(engine.cache),
-        elapsed * 1000,
-        len(result.changed),
-    )
-    return InitResult(
-        files=len(engine.outputs),
-        changed=result.changed,
-        references=len(engine.cache),
-        attempts=attempts,
-        elapsed=elapsed,
-    )
+def _wait_or_give_up(
+    errors: list[SourceError],
+    attempts: int,
+    deadline: float,
+    backoff: Backoff,
+    stop: threading.Event | None,
+) -> None:
+    """Sleeps before the next attempt at transient ``errors``, or raises the first at the deadline."""
+    first = sorted(errors, key=lambda e: (e.ref or "", str(e)))[0]
+    delay = backoff.next()
+    remaining = deadline - time.monotonic()
+    if delay >= remaining:
+        raise type(first)(
+            f"{first} (gave up after {attempts} attempt(s); {len(errors)} reference(s) unavailable)", ref=first.ref
+        )
+    logger.warning("%d reference(s) unavailable (%s); retrying in %.1fs", len(errors), first, delay)
+    if stop is None:
+        time.sleep(delay)
+    elif stop.wait(delay):
+        raise StopRequested

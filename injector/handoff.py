@@ -5,6 +5,11 @@ credentials with a lease, certificates) in ``state_dir``: a second in-memory vol
 mounted into the app. The sidecar adopts them, so it renews the same token and leases instead of
 issuing a second set of credentials (vault-k8s#125). Static values are not kept: re-reading them
 is cheap and issues nothing. The file is written 0600, atomically, in a 0700 folder.
+
+This module is only the value ↔ file layer: ``Handoff`` in memory, JSON on disk. The engine decides
+what goes in (``Engine.handoff``) and what is adopted (``Engine.adopt``). In memory every time is on
+the monotonic clock; on disk it is wall time, so the file means the same to another process (or
+after a reboot): the conversion happens here, once each way.
 """
 
 from __future__ import annotations
@@ -14,91 +19,84 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from injector.errors import ConfigError
-from injector.redact import register_value
-from injector.refs import Secret, parse_reference
-from injector.sink import read_private, write_private
-from injector.sources import Fetched, Lease, StatefulSource
+from injector.private import read_private, write_private
+from injector.refs import Reference, Secret, parse_reference
+from injector.sources import Fetched, Lease
 
-if TYPE_CHECKING:
-    from injector.engine import Engine
-
-__all__ = ["STATE_FILE", "load_state", "save_state"]
+__all__ = ["STATE_FILE", "Handoff", "load", "save"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-_VERSION = 1
-#: An issued value closer than this to its end is not adopted: a fresh one is fetched instead.
-ADOPT_MARGIN = 30.0
+_VERSION = 2
 
 
-def save_state(state_dir: Path, engine: Engine) -> None:
-    """Writes the sources' session state and the issued values of ``engine`` to ``state_dir``."""
-    sessions = {
-        scheme: dict(source.save_state())
-        for scheme, source in engine.sources.items()
-        if isinstance(source, StatefulSource)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handoff:
+    """What one run leaves the next: session state per source scheme, and issued values."""
+
+    sessions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    issued: Mapping[Reference, Fetched] = field(default_factory=dict)
+
+
+def save(state_dir: Path, handoff: Handoff) -> None:
+    """Writes ``handoff`` to ``state_dir`` (0600, atomically)."""
+    shift = time.time() - time.monotonic()
+    document = {
+        "version": _VERSION,
+        "saved_at": time.time(),
+        "sessions": {scheme: dict(state) for scheme, state in handoff.sessions.items()},
+        "issued": {ref.canonical(): _dump_fetched(fetched, shift) for ref, fetched in handoff.issued.items()},
     }
-    issued = {
-        ref.canonical(): _dump_fetched(fetched)
-        for ref, fetched in engine.cache.items()
-        if fetched.lease is not None or fetched.not_after is not None
-    }
-    document = {"version": _VERSION, "saved_at": time.time(), "sessions": sessions, "issued": issued}
     write_private(state_dir, STATE_FILE, json.dumps(document).encode())
-    logger.debug("saved state: %d session(s), %d issued value(s)", len(sessions), len(issued))
+    logger.debug("saved state: %d session(s), %d issued value(s)", len(handoff.sessions), len(handoff.issued))
 
 
-def load_state(state_dir: Path, engine: Engine) -> bool:
-    """Adopts what an earlier run left in ``state_dir``; returns whether anything was adopted.
-
-    Sessions are offered only to sources the config uses (no client is imported otherwise); the
-    source checks its saved token is still valid. Issued values still valid for ADOPT_MARGIN
-    seconds go into the cache, so they are renewed rather than issued again.
-    """
+def load(state_dir: Path) -> Handoff | None:
+    """Reads what an earlier run left in ``state_dir``; None when there is nothing usable."""
     raw = read_private(state_dir, STATE_FILE)
     if raw is None:
-        return False
+        return None
     try:
         document = json.loads(raw)
-        if document.get("version") != _VERSION:
-            logger.warning("ignoring %s/%s: unknown version", state_dir, STATE_FILE)
-            return False
-        sessions: Mapping[str, Any] = document.get("sessions", {})
-        issued: Mapping[str, Any] = document.get("issued", {})
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError):
         logger.warning("ignoring %s/%s: not a state file", state_dir, STATE_FILE)
-        return False
-    used = {ref.scheme for ref in engine.static_refs()}
-    adopted = False
-    for scheme, session in sessions.items():
-        if scheme in used:
-            source = engine.source(scheme)
-            if isinstance(source, StatefulSource) and source.restore_state(session):
-                logger.info("adopted the %s session from %s", scheme, state_dir)
-                adopted = True
-    now = time.time()
-    for text, entry in issued.items():
+        return None
+    if not isinstance(document, dict) or document.get("version") != _VERSION:
+        logger.warning("ignoring %s/%s: not a state file of this version", state_dir, STATE_FILE)
+        return None
+    sessions = document.get("sessions")
+    entries = document.get("issued")
+    if not isinstance(sessions, dict) or not isinstance(entries, dict):
+        logger.warning("ignoring %s/%s: not a state file", state_dir, STATE_FILE)
+        return None
+    shift = time.time() - time.monotonic()
+    issued: dict[Reference, Fetched] = {}
+    for text, entry in entries.items():
         try:
-            ref = parse_reference(text)
-            fetched = _load_fetched(entry)
-        except (ConfigError, KeyError, TypeError, ValueError):
-            continue
-        end = fetched.lease.expires_at if fetched.lease is not None else fetched.not_after
-        if ref.scheme in used and end is not None and end - now > ADOPT_MARGIN:
-            register_value(fetched.value.reveal())
-            engine.cache[ref] = fetched
-            adopted = True
-    if adopted:
-        logger.info("adopted state from %s (%d issued value(s) still valid)", state_dir, len(engine.cache))
-    return adopted
+            issued[parse_reference(text)] = _load_fetched(entry, shift)
+        except (ConfigError, KeyError, TypeError, ValueError, AttributeError):
+            logger.warning("ignoring an unreadable issued value in %s/%s", state_dir, STATE_FILE)
+    return Handoff(
+        sessions={str(k): v for k, v in sessions.items() if isinstance(v, dict)},
+        issued=issued,
+    )
 
 
-def _dump_fetched(fetched: Fetched) -> dict[str, Any]:
+def _wall(t: float | None, shift: float) -> float | None:
+    return None if t is None else t + shift
+
+
+def _mono(t: Any, shift: float) -> float | None:
+    return None if t is None else float(t) - shift
+
+
+def _dump_fetched(fetched: Fetched, shift: float) -> dict[str, Any]:
     value = fetched.value.reveal()
     if isinstance(value, bytes):
         encoded: dict[str, Any] = {"bytes": base64.b64encode(value).decode()}
@@ -116,16 +114,15 @@ def _dump_fetched(fetched: Fetched) -> dict[str, Any]:
             "lease_id": lease.lease_id,
             "duration": lease.duration,
             "renewable": lease.renewable,
-            "granted_at": lease.granted_at,
+            "granted_at": _wall(lease.granted_at, shift),
         },
         "ttl": fetched.ttl,
-        "not_before": fetched.not_before,
-        "not_after": fetched.not_after,
-        "fetched_at": fetched.fetched_at,
+        "not_after": _wall(fetched.not_after, shift),
+        "fetched_at": _wall(fetched.fetched_at, shift),
     }
 
 
-def _load_fetched(entry: Mapping[str, Any]) -> Fetched:
+def _load_fetched(entry: Mapping[str, Any], shift: float) -> Fetched:
     encoded = entry["value"]
     value: str | bytes | Mapping[str, Any]
     if "bytes" in encoded:
@@ -142,15 +139,16 @@ def _load_fetched(entry: Mapping[str, Any]) -> Fetched:
             lease_id=str(lease_data["lease_id"]),
             duration=float(lease_data["duration"]),
             renewable=bool(lease_data["renewable"]),
-            granted_at=float(lease_data["granted_at"]),
+            granted_at=float(lease_data["granted_at"]) - shift,
         )
     )
+    ttl = entry.get("ttl")
+    version = entry.get("version")
     return Fetched(
         value=Secret(value),
-        version=entry.get("version"),
+        version=None if version is None else str(version),
         lease=lease,
-        ttl=entry.get("ttl"),
-        not_before=entry.get("not_before"),
-        not_after=entry.get("not_after"),
-        fetched_at=float(entry.get("fetched_at", time.time())),
+        ttl=None if ttl is None else float(ttl),
+        not_after=_mono(entry.get("not_after"), shift),
+        fetched_at=_mono(entry.get("fetched_at"), shift) or time.monotonic(),
     )

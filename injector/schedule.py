@@ -1,6 +1,7 @@
 """When each reference is next due, and what to do then (renew its lease, or fetch it again).
 
-The rules, per kind of value (all times jittered so a fleet of pods does not move in step):
+Every time here is on the monotonic clock: a step of the wall clock (NTP, a VM resume) moves no
+schedule. The rules, per kind of value:
 
 - renewable lease (database creds): renew at about 2/3 of the remaining time; when a renewal
   grants less than the lease asked for, its max TTL is near, so fetch a replacement at 80–90% of
@@ -13,10 +14,22 @@ The rules, per kind of value (all times jittered so a fleet of pods does not mov
   ``interval`` (the propagation budget), and every static reference with the same interval
   shares ONE timer per cycle, so a cycle is one batched round (5 BatchGetSecretValue calls for
   100 secrets, not 100 calls at 100 random moments);
-- a failed fetch keeps the last good value and is retried with its own backoff (equal jitter,
-  ``min_backoff`` doubling to ``max_backoff``); after ``max_stale`` without success it is stale.
+- a failed fetch keeps the last good value and is retried with its own backoff (full jitter over
+  ``[min_backoff, cap]``, the cap doubling to ``max_backoff``); after ``max_stale`` without success
+  it is stale;
 - ``env:`` values never change while the process lives: they are not polled;
 - nothing is fetched again sooner than ``min_backoff`` after a fetch, whatever its lifetime says.
+
+A fleet (``refresh.splay``, on by default). Pods started together by a rollout would otherwise poll
+in step for ever: the jitter only shortens each wait by up to ``jitter``, so a fleet's polls stay
+within a few seconds of each other. With splay, an interval group's FIRST poll after start is at a
+uniformly random point of its interval; later polls keep that phase (each one interval, less the
+jitter, after the last). A pod that restarts draws a new phase, so it never falls back into step.
+Renewals and certificate re-issues are spread over 1/2–2/3 of the remaining time instead of
+0.6–2/3. A reference that recovers from failures is splayed again over its interval, so the round
+that ends an outage does not put the whole fleet on one timer. (Why random and not a phase hashed
+from the hostname: a Deployment's pod names carry random suffixes already, so both spread the same;
+random also spreads pods whose names collide across namespaces.)
 """
 
 from __future__ import annotations
@@ -59,13 +72,13 @@ class Due:
 
 
 class Scheduler:
-    """Keeps one ``Entry`` per base reference. Times are ``clock()`` (wall time by default)."""
+    """Keeps one ``Entry`` per base reference. Times are ``clock()`` (``time.monotonic`` by default)."""
 
     def __init__(
         self,
         refresh: RefreshConfig,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.refresh = refresh
@@ -74,17 +87,23 @@ class Scheduler:
         self.entries: dict[Reference, Entry] = {}
         #: interval → the next due time shared by the static references polled at that interval.
         self._groups: dict[float, float] = {}
+        #: Intervals whose group has had its first (splayed) due time.
+        self._phased: set[float] = set()
 
     # --- planning -------------------------------------------------------------------------------
 
-    def track(self, ref: Reference, fetched: Fetched, *, renewed: bool = False) -> Entry:
-        """Schedules ``ref`` after a successful fetch (or renewal) of ``fetched``."""
+    def track(self, ref: Reference, fetched: Fetched, *, renewed: bool = False, polled: bool = True) -> Entry:
+        """Schedules ``ref`` after a successful fetch (or renewal) of ``fetched``.
+
+        ``polled`` is False for a source whose values cannot change (``Source.changes``).
+        """
         now = self.clock()
         entry = self.entries.get(ref)
         if entry is None:
             entry = Entry(ref=ref, due=now, action="fetch")
-            entry.backoff = Backoff(self.refresh.min_backoff, self.refresh.max_backoff, rand=self.rand)
+            entry.backoff = self._backoff()
             self.entries[ref] = entry
+        recovering = entry.failures > 0
         entry.last_success = now
         entry.failures = 0
         entry.backoff.reset()
@@ -97,7 +116,7 @@ class Scheduler:
             near_max = renewed and lease.duration < (entry.lease_asked or 0) * 0.99
             if lease.renewable and not near_max:
                 entry.action = "renew"
-                entry.due = now + remaining * (2 / 3) * self._between(0.9, 1.0)
+                entry.due = now + remaining * (2 / 3) * self._spread()
             else:
                 entry.action = "fetch"
                 low, high = (0.80, 0.90) if near_max else (0.85, 0.95)
@@ -105,11 +124,11 @@ class Scheduler:
         elif fetched.not_after is not None:
             # Vault back-dates NotBefore (30 s by default): counted from there, 2/3 of a short
             # TTL is already past when the certificate arrives. Count from the fetch instead.
-            start = max(fetched.not_before or fetched.fetched_at, fetched.fetched_at)
+            start = fetched.fetched_at
             lifetime = max(0.0, fetched.not_after - start)
             entry.action = "fetch"
-            entry.due = start + lifetime * (2 / 3) * self._between(0.95, 1.0)
-        elif ref.scheme == "env":
+            entry.due = start + lifetime * (2 / 3) * self._spread()
+        elif not polled:
             entry.action = "fetch"
             entry.due = float("inf")
         else:
@@ -118,6 +137,9 @@ class Scheduler:
             if fetched.ttl is not None and 0 < fetched.ttl < interval:
                 # A KV v1 ttl shorter than the interval is the owner asking for fresher reads.
                 entry.due = now + fetched.ttl * self._between(0.85, 0.95)
+            elif recovering and self.refresh.splay:
+                # The end of an outage: back onto the group timer at its next success, not now.
+                entry.due = now + interval * self.rand()
             else:
                 entry.grouped = True
                 entry.due = self._group_due(interval, now)
@@ -132,7 +154,7 @@ class Scheduler:
         entry = self.entries.get(ref)
         if entry is None:
             entry = Entry(ref=ref, due=0.0, action="fetch", last_success=self.clock())
-            entry.backoff = Backoff(self.refresh.min_backoff, self.refresh.max_backoff, rand=self.rand)
+            entry.backoff = self._backoff()
             self.entries[ref] = entry
         entry.failures += 1
         entry.grouped = False
@@ -191,9 +213,21 @@ class Scheduler:
     def _group_due(self, interval: float, now: float) -> float:
         due = self._groups.get(interval)
         if due is None or due <= now:
-            due = now + interval * (1 - self.refresh.jitter * self.rand())
+            if self.refresh.splay and interval not in self._phased:
+                due = now + interval * self.rand()  # the first poll: a random phase
+            else:
+                due = now + interval * (1 - self.refresh.jitter * self.rand())
+            due = max(due, now + self.refresh.min_backoff)
+            self._phased.add(interval)
             self._groups[interval] = due
         return due
+
+    def _spread(self) -> float:
+        """The fraction of 2/3 at which a lease is renewed or a certificate re-issued."""
+        return self._between(0.75, 1.0) if self.refresh.splay else self._between(0.9, 1.0)
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.refresh.min_backoff, self.refresh.max_backoff, rand=self.rand, full_jitter=True)
 
     def _between(self, low: float, high: float) -> float:
         return low + (high - low) * self.rand()

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from injector.process import spawn as reaper
 from injector.config.model import ExecConfig
 from injector.errors import ConfigError
+from injector.process import spawn as reaper
 from injector.process.child import Child
 from injector.process.environment import child_environment
 from injector.process.spawn import exit_code

@@ -443,6 +443,7 @@ class _Parser:
             max_stale=fields.duration("max_stale", 900.0),
             min_backoff=fields.duration("min_backoff", 1.0),
             max_backoff=fields.duration("max_backoff", 60.0),
+            splay=fields.boolean("splay", True),
         )
         if refresh.interval <= 0:
             raise fields.error("interval", "must be more than 0")

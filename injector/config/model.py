@@ -153,6 +153,9 @@ class RefreshConfig:
     #: retry backoff after a failed fetch: min doubles up to max, with full jitter.
     min_backoff: float = 1.0
     max_backoff: float = 60.0
+    #: Spread a fleet: the first refresh after start (and after a recovery) at a random point of the
+    #: interval, lease renewals and certificate re-issues over a wider window.
+    splay: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,11 +3,11 @@
 Outside Kubernetes (compose, a VM) there is no init container and no shared volume to wait on, so
 one process does it all, in consul-template's exec-mode order:
 
-1. **Render once, failing fast** (``injector init``, on the main thread): fetch every reference
-   the templates and the ``env:`` map name and publish the files. Transient errors retry with
-   backoff until ``timeout``; a permanent one (not found, denied, a template error) raises at once
-   and the command is never started. It fills the sidecar's own engine, so nothing is fetched (or
-   issued: dynamic credentials) twice.
+1. **Render once, failing fast** (the engine's start-up sequence, on the main thread): fetch every
+   reference the templates and the ``env:`` map name and publish the files. Transient errors
+   retry with backoff until ``timeout``; a permanent one (not found, denied, a template error)
+   raises at once and the command is never started. The sidecar loop then runs on the same
+   engine, so nothing is fetched (or issued: dynamic credentials) twice.
 2. **Run the sidecar loop** on a worker thread. Its first render adopts what step 1 did (the same
    bytes: nothing is written, no notifier fires) and hands the rendered ``env:`` values to
    ``on_ready``.
@@ -23,6 +23,9 @@ one process does it all, in consul-template's exec-mode order:
    the app no longer uses the credentials), and exit with the child's code (128 + N if signal N
    ended it). SIGTERM/SIGINT during step 1 abort it: exit 128 + N, the child never started.
 
+The token stays in memory: exec mode writes nothing to ``state_dir`` (the child runs as the same
+user and could read it), so a restarted ``injector exec`` logs in again.
+
 Threads: the main thread runs step 1, starts and stops the child, and otherwise waits on one queue
 fed by the signal handlers, the sidecar thread (ready, failed) and the child's supervisor
 (exited). It is a ``SimpleQueue``, whose ``put`` is safe inside a signal handler, where
@@ -32,33 +35,48 @@ fed by the signal handlers, the sidecar thread (ready, failed) and the child's s
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Literal
 
-from injector.backoff import Backoff
-from injector.config.model import Config
-from injector.engine import env_templates
+from injector.config.model import Config, TemplateConfig
+from injector.engine import Engine
 from injector.errors import InjectorError
-from injector.handoff import load_state, save_state
-from injector.modes.sidecar import Sidecar
+from injector.modes.sidecar import Hooks, Sidecar
 from injector.process.child import FORWARDED_SIGNALS, Child, install_signal_forwarding
 from injector.process.spawn import signal_name
-from injector.sources import Source
 
-__all__ = ["EnvState", "ExecMode"]
+__all__ = ["ENV_PREFIX", "EnvState", "ExecMode", "env_templates"]
 
 logger = logging.getLogger(__name__)
+
+#: Destinations of the in-memory templates behind ``env:``; they are never published.
+ENV_PREFIX = "$env/"
 
 _Event = tuple[Literal["ready", "exited", "terminate", "ended"], BaseException | None]
 _RELOAD_SIGNALS = tuple(signum for signum in FORWARDED_SIGNALS if signum not in (signal.SIGTERM, signal.SIGINT))
 #: How long to wait for the sidecar thread to finish its shutdown (revocation included).
 _SIDECAR_JOIN = 30.0
+
+
+def env_templates(config: Config) -> list[TemplateConfig]:
+    """Returns one in-memory template per ``env:`` entry (``NAME: reference`` or a template)."""
+    out = []
+    for name, value in config.env.items():
+        text = value if ("{{" in value or "{%" in value) else "{{ secret(" + json.dumps(value) + ") }}"
+        out.append(TemplateConfig(where=f"env.{name}", destination=f"{ENV_PREFIX}{name}", contents=text, mode=0o400))
+    return out
+
+
+def _env_values(memory: Mapping[str, str]) -> dict[str, str]:
+    return {name[len(ENV_PREFIX) :]: value for name, value in memory.items() if name.startswith(ENV_PREFIX)}
 
 
 class _Aborted(BaseException):
@@ -148,7 +166,7 @@ class ExecMode:
         argv: the user's command, verbatim.
         revoke_on_exit: revoke Vault leases and token after the child has stopped.
         timeout: how long transient errors may last during the first render before giving up.
-        sources: backends to use instead of building them from the config (tests).
+        engine: an engine to use instead of building one from the config (tests: in-memory sources).
         base_env: the environment the child inherits from, before filtering (default: ours).
     """
 
@@ -159,9 +177,12 @@ class ExecMode:
         *,
         revoke_on_exit: bool = False,
         timeout: float = 120.0,
-        sources: Mapping[str, Source] | None = None,
+        engine: Engine | None = None,
         base_env: Mapping[str, str] | None = None,
     ) -> None:
+        if config.state_dir is not None:
+            logger.info("exec mode keeps its token in memory: state_dir %s is not used", config.state_dir)
+            config = replace(config, state_dir=None)
         self.config = config
         self.timeout = timeout
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
@@ -169,14 +190,13 @@ class ExecMode:
         self.child = Child(
             argv, env_factory=self.env.granted, config=config.exec, on_exit=self._child_exited, base_env=base_env
         )
+        self.engine = engine or Engine(config)
         self.sidecar = Sidecar(
             config,
-            sources=sources,
+            engine=self.engine,
+            started=True,
             revoke_on_exit=revoke_on_exit,
-            child=lambda: self.child.pid,
-            install_signals=False,
-            on_ready=self._ready,
-            on_env_change=self.env.change,
+            hooks=Hooks(child_pid=lambda: self.child.pid, ready=self._ready, memory_changed=self._env_changed),
         )
 
     def run(self) -> int:
@@ -199,11 +219,11 @@ class ExecMode:
             self._init()  # 1.
             install_signal_forwarding(self.child, on_terminate=self._terminate)
         except _Aborted as exc:
-            self.sidecar.engine.close()
+            self.engine.close()
             logger.info("%s before the command started; exiting", signal_name(exc.signum))
             return 128 + exc.signum
         except BaseException:
-            self.sidecar.engine.close()
+            self.engine.close()
             raise
         loop = threading.Thread(target=self._run_sidecar, name="sidecar", daemon=True)
         loop.start()  # 2.
@@ -232,35 +252,24 @@ class ExecMode:
     # --- 1. the first render -----------------------------------------------------------------------
 
     def _init(self) -> None:
-        """Renders everything once and publishes the files, as ``injector init`` does.
+        """Renders everything once and publishes the files: the engine's start-up sequence.
 
-        It fills the sidecar's own engine, so the sidecar's first render fetches nothing again and
-        publishes nothing new: no ``on_change`` notifier fires for files the child has not read yet
-        (it starts after them). ``file:`` values are the exception: they are dropped from the cache
-        again so that the sidecar reads them after its watcher has taken fingerprints, and an edit
-        made meanwhile is not missed.
+        The sidecar loop runs on this engine afterwards, so its first pass fetches nothing again
+        and publishes nothing new: no ``on_change`` notifier fires for files the child has not
+        read yet (it starts after them).
         """
-        engine, config, sink = self.sidecar.engine, self.config, self.sidecar.sink
+        engine = self.engine
         started = time.monotonic()
-        sink.prepare()  # a missing or disk-backed output_dir fails before any fetch
+        engine.sink.prepare()  # a missing or disk-backed output_dir fails before any fetch
         engine.compile()
-        engine.compile(env_templates(config))
-        if config.state_dir is not None:
-            load_state(config.state_dir, engine)
-        backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
-        engine.converge(list(engine.compiled), deadline=started + self.timeout, backoff=backoff)
-        result = sink.publish(engine.files())
-        if config.state_dir is not None:
-            save_state(config.state_dir, engine)
-        fetched = len(engine.cache)
-        for ref in [ref for ref in engine.cache if ref.scheme == "file"]:
-            del engine.cache[ref]
+        engine.compile(env_templates(self.config), in_memory=True)
+        result = engine.start(deadline=started + self.timeout)
         logger.info(
             "rendered %d file(s) (%d changed) and %d environment variable(s) from %d reference(s) in %.0f ms",
             len(engine.files()),
             len(result.changed),
-            len(config.env),
-            fetched,
+            len(self.config.env),
+            len(engine.cache),
             (time.monotonic() - started) * 1000,
         )
 
@@ -274,9 +283,14 @@ class ExecMode:
             error = exc
         self._events.put(("ended", error))
 
-    def _ready(self, env: Mapping[str, str]) -> None:
-        self.env.reset(env)
+    def _ready(self, memory: Mapping[str, str]) -> None:
+        self.env.reset(_env_values(memory))
         self._events.put(("ready", None))
+
+    def _env_changed(self, memory: Mapping[str, str]) -> bool:
+        """A changed ``env:`` value restarts the child (step 4)."""
+        self.env.change(_env_values(memory))
+        return True
 
     def _terminate(self) -> None:
         """SIGTERM/SIGINT (in the signal handler, after forwarding): only queue it."""

@@ -1,18 +1,25 @@
 """``injector sidecar``: keep every file fresh, re-render only what changed, tell the app.
 
 One loop thread owns the engine (cache, templates, outputs); everything else talks to it through
-a queue: the file watcher, SIGTERM, and the timer of the next due reference. Each pass:
+a queue: the file watcher, signals, and the timer of the next due reference. Each pass:
 
 1. renew the leases that are due, and fetch every due reference in ONE round (batched per backend);
 2. compare each new value with the cached one; only a changed value dirties the templates that
    used it; edited template sources are recompiled (a broken one keeps its last good output);
-3. render the dirty templates; publish one snapshot if any byte changed (else nothing is written);
+3. render the dirty templates (``Engine.render``, the one render loop); publish one snapshot if any
+   byte changed (else nothing is written);
 4. hand the notifiers of the changed files to the dispatcher, which coalesces bursts
    (``refresh.wait``) and retries failures with backoff, off the loop thread;
 5. save the token and leases to ``state_dir``, so a restarted sidecar adopts them.
 
 Failures never stop the loop: a failing reference keeps its last good value, retries with its own
-backoff, and after ``max_stale`` makes ``/readyz`` fail until it recovers.
+backoff, and after ``max_stale`` makes ``/readyz`` fail until it recovers. Every time is on the
+monotonic clock (a wall-clock step moves nothing); ``/healthz`` fails when the loop is wedged: busy
+in one pass for too long, or asleep well past the time it meant to wake.
+
+Signals (when run on the main thread): SIGTERM, SIGINT and SIGQUIT stop it (exit 0); SIGHUP
+refreshes every reference now; SIGUSR1 logs a one-line status; SIGUSR2 is logged and ignored. None
+of them kills the process outright.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from injector.backoff import Backoff
 from injector.config.model import Config, NotifyConfig, SignalNotify
-from injector.engine import Engine, StopRequested, env_templates
-from injector.errors import ConfigError, InjectorError, OutputError, SourceError
-from injector.handoff import load_state, save_state
+from injector.engine import Engine, StopRequested
+from injector.errors import InjectorError, OutputError, SourceError
 from injector.health import HealthServer
 from injector.metrics import Registry, standard_metrics
 from injector.notify import build_notifier
@@ -39,40 +47,52 @@ from injector.process.environment import child_environment
 from injector.process.hygiene import release_memory
 from injector.refs import Reference
 from injector.schedule import Scheduler
-from injector.sink import Sink
-from injector.sources import Fetched, LeasedSource, Source, StatefulSource
-from injector.sources.files import FileSource
+from injector.sources import Fetched, StatefulSource
 from injector.units import format_duration
 from injector.watch import Watcher
 
-__all__ = ["Sidecar"]
+__all__ = ["Hooks", "Sidecar"]
 
 logger = logging.getLogger(__name__)
 
+#: /healthz fails when the loop sleeps this much past the time it meant to wake.
+OVERSLEEP_LIMIT = 30.0
+#: How long the first render may keep retrying before the sidecar gives up (it is restarted).
+FIRST_RENDER_TIMEOUT = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hooks:
+    """How a mode built on the sidecar loop (``exec``) joins it; the sidecar itself needs none."""
+
+    #: The pid that ``{signal: …, child: true}`` notifiers signal.
+    child_pid: Callable[[], int | None] | None = None
+    #: Called once after the first render with the in-memory values (exec's ``env:``).
+    ready: Callable[[Mapping[str, str]], None] | None = None
+    #: Called from the loop thread when in-memory values changed. True means their consumer
+    #: restarts (and reads the new files as it starts): ``child`` notifiers are skipped this pass.
+    memory_changed: Callable[[Mapping[str, str]], bool] | None = None
+
 
 class Sidecar:
-    """The refresh loop of one config. ``run()`` blocks until ``stop()`` (or SIGTERM)."""
+    """The refresh loop of one config. ``run()`` blocks until ``stop()`` (or a stopping signal).
+
+    ``engine``: a prepared engine (exec mode passes one that has already started: ``started``).
+    """
 
     def __init__(
         self,
         config: Config,
         *,
-        sources: Mapping[str, Source] | None = None,
+        engine: Engine | None = None,
+        started: bool = False,
+        hooks: Hooks | None = None,
         revoke_on_exit: bool = False,
-        child: Callable[[], int | None] | None = None,
-        install_signals: bool = True,
-        on_ready: Callable[[Mapping[str, str]], None] | None = None,
-        on_env_change: Callable[[Mapping[str, str]], None] | None = None,
     ) -> None:
-        """Args:
-        child: the pid of exec mode's child, for ``{signal: …, child: true}`` notifiers.
-        install_signals: stop on SIGTERM/SIGINT (exec mode forwards signals itself).
-        on_ready: called once after the first render with the rendered ``env:`` values.
-        on_env_change: called from the loop thread when a rendered ``env:`` value changed.
-        """
         self.config = config
-        self.engine = Engine(config, sources=sources)
-        self.sink = Sink(config.output_dir, allow_non_tmpfs=config.allow_non_tmpfs)
+        self.engine = engine or Engine(config)
+        self.hooks = hooks or Hooks()
+        self._started = started
         self.scheduler = Scheduler(config.refresh)
         self.registry = Registry()
         self.metrics = standard_metrics(self.registry)
@@ -86,14 +106,10 @@ class Sidecar:
         self.ready_event = threading.Event()
         #: destination → notifier keys; identical notifier configs share a key, so they fire once.
         self._notifiers: dict[str, list[str]] = {}
-        self._child = child
-        self._on_ready = on_ready
-        self._on_env_change = on_env_change
-        self._env: dict[str, str] = {}
         #: Keys of ``{signal: …, child: true}`` notifiers (exec mode).
         self._child_keys: frozenset[str] = frozenset()
-        self._install_signals = install_signals
-        self._events: queue.Queue[tuple[str, object]] = queue.Queue()
+        self._memory: dict[str, str] = {}
+        self._events: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._render_errors: dict[str, str] = {}
         self._publish_backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
@@ -102,8 +118,11 @@ class Sidecar:
         self._publish_failing_since: float | None = None
         self._maintain_due: dict[str, float] = {}
         self._busy_since: float | None = None
+        #: When the loop, asleep, meant to wake up (None: until an event).
+        self._wake_at: float | None = None
         self._health: HealthServer | None = None
         self._watcher: Watcher | None = None
+        #: destination → when its output was last rendered (monotonic).
         self._newest: dict[str, float] = {}
         self.engine.on_fetch.append(self._observe_fetch)
         self.registry.before_render(self._update_gauges)
@@ -111,24 +130,23 @@ class Sidecar:
     # --- public ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Asks the loop to finish (thread-safe; what SIGTERM does)."""
+        """Asks the loop to finish (thread-safe, and safe in a signal handler)."""
         self._stop.set()
         self._events.put(("stop", None))
 
     def run(self) -> int:
         """Runs until stopped; returns the exit code (0 after SIGTERM)."""
-        if self._install_signals:
-            signal.signal(signal.SIGTERM, lambda *_: self.stop())
-            signal.signal(signal.SIGINT, lambda *_: self.stop())
-        self.sink.prepare()
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        self.engine.sink.prepare()
         # Fingerprint watched files before reading them, so an edit during start-up is not lost.
         self._watcher = Watcher(
             [t.source for t in self.config.templates if t.source is not None],
             lambda changed: self._events.put(("files", changed)),
         )
-        self.engine.compile()
-        self.engine.compile(env_templates(self.config))
-        self._watch_file_refs(self.engine.static_refs())
+        if not self._started:
+            self.engine.compile()
+        self._watch_sources(self.engine.static_refs())
         self._register_notifiers()
         if self.config.health.address:
             self._health = HealthServer(
@@ -137,8 +155,6 @@ class Sidecar:
             self._health.start()
         self.dispatcher.start()
         try:
-            if self.config.state_dir is not None:
-                load_state(self.config.state_dir, self.engine)
             if not self._first_render():
                 return 0
             self._loop()
@@ -151,11 +167,15 @@ class Sidecar:
         return self._health.port if self._health is not None else None
 
     def live(self) -> tuple[bool, str]:
-        """/healthz: the loop is not wedged in one pass for longer than a fetch can take."""
+        """/healthz: the loop is neither wedged in one pass nor asleep long past its wake-up time."""
+        now = time.monotonic()
         busy = self._busy_since
         limit = max(300.0, self.config.refresh.max_backoff * 2)
-        if busy is not None and time.monotonic() - busy > limit:
-            return False, f"the refresh loop has been busy for {format_duration(time.monotonic() - busy)}"
+        if busy is not None and now - busy > limit:
+            return False, f"the refresh loop has been busy for {format_duration(now - busy)}"
+        wake = self._wake_at
+        if busy is None and wake is not None and now - wake > OVERSLEEP_LIMIT:
+            return False, f"the refresh loop is {format_duration(now - wake)} late waking up"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
@@ -163,29 +183,41 @@ class Sidecar:
         if not self.ready_event.is_set():
             return False, "waiting for the first render"
         failing = self._publish_failing_since
-        if failing is not None and time.time() - failing > self.config.refresh.max_stale:
+        max_stale = self.config.refresh.max_stale
+        if failing is not None and time.monotonic() - failing > max_stale:
             return False, (
-                f"publishing has failed for {format_duration(time.time() - failing)} "
-                f"(max_stale {format_duration(self.config.refresh.max_stale)}); the previous files are in place"
+                f"publishing has failed for {format_duration(time.monotonic() - failing)} "
+                f"(max_stale {format_duration(max_stale)}); the previous files are in place"
             )
         stale = self.scheduler.stale()
         if stale:
             ref, age = stale[0]
             return False, (
-                f"stale: {ref} last refreshed {format_duration(age)} ago "
-                f"(max_stale {format_duration(self.config.refresh.max_stale)})"
+                f"stale: {ref} last refreshed {format_duration(age)} ago (max_stale {format_duration(max_stale)})"
                 + (f" and {len(stale) - 1} more" if len(stale) > 1 else "")
             )
         return True, "ok"
 
     # --- set-up ---------------------------------------------------------------------------------
 
+    def _install_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self._events.put(("refresh", None)))
+        signal.signal(signal.SIGUSR1, lambda *_: self._events.put(("status", None)))
+        signal.signal(signal.SIGUSR2, lambda *_: self._events.put(("ignored", "SIGUSR2")))
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
+
     def _command_environment(self) -> dict[str, str]:
         """What a command notifier inherits: the sidecar's environment without the Vault token,
-        injector's settings, AWS keys, and every variable an ``env:`` reference reads."""
-        secret_names = {ref.path for ref in self.engine.static_refs() if ref.scheme == "env"}
-        secret_names |= {ref.path for ref in self.config.secrets.values() if ref.scheme == "env"}
-        return child_environment(os.environ, {}, allow=(), deny=tuple(sorted(secret_names)))
+        injector's settings, AWS keys, and every variable a reference reads."""
+        refs = sorted(self.engine.static_refs() | set(self.config.secrets.values()), key=str)
+        names: set[str] = set()
+        for scheme in {ref.scheme for ref in refs}:
+            names |= self.engine.source(scheme).variables([r for r in refs if r.scheme == scheme])
+        return child_environment(os.environ, {}, allow=(), deny=tuple(sorted(names)))
 
     def _register_notifiers(self) -> None:
         # Equal notifier configs share one key, so a SIGHUP covering several files fires once.
@@ -197,44 +229,37 @@ class Sidecar:
             for notify in template.on_change:
                 if notify not in unique:
                     unique.append(notify)
+                    key = f"notifier[{len(unique) - 1}]"
                     if isinstance(notify, SignalNotify) and notify.child:
-                        self._child_keys |= {f"notifier[{len(unique) - 1}]"}
-                    self.dispatcher.register(
-                        f"notifier[{len(unique) - 1}]", build_notifier(notify, child=self._child, environ=environ)
-                    )
+                        self._child_keys |= {key}
+                    self.dispatcher.register(key, build_notifier(notify, child=self.hooks.child_pid, environ=environ))
                 keys.append(f"notifier[{unique.index(notify)}]")
             self._notifiers[template.destination] = keys
 
     def _first_render(self) -> bool:
         """Renders everything once (adopting init's files and state); retries until it works."""
-        backoff = Backoff(self.config.refresh.min_backoff, self.config.refresh.max_backoff)
-        while not self._stop.is_set():
-            try:
-                self.engine.converge(
-                    list(self.engine.compiled), deadline=time.monotonic() + 3600, backoff=backoff, stop=self._stop
-                )
-                break
-            except StopRequested:
-                return False
-            except SourceError as exc:
-                # Unlike init, a sidecar waits for a missing secret to appear: forget the
-                # permanent failures so the next attempt fetches them again.
-                self.engine.failures.clear()
-                delay = backoff.next()
-                logger.warning("first render failed: %s; retrying in %.1fs", exc, delay)
-                if self._stop.wait(delay):
-                    return False
-        else:
-            return False
-        for ref, fetched in self.engine.cache.items():
-            self.scheduler.track(ref, fetched)
-        for destination in self.engine.outputs:
-            self._newest[destination] = time.time()
-            self.metrics.renders.labels(template=destination).inc()
+        deadline = time.monotonic() + FIRST_RENDER_TIMEOUT
         # Only files that existed and changed are worth a reload: nobody has read a new one yet
         # (a native sidecar starts before the app), so init's output plus a restart stay silent.
-        # exec mode starts its child after this render, so the child needs no signal for it.
-        self._publish(notify_only=set() if self._child is not None else set(self.sink.current()))
+        existing = set(self.engine.sink.current())
+        try:
+            if self._started:
+                # exec mode rendered already; values of watched files are read again now that the
+                # watcher has fingerprints, so an edit made meanwhile is not missed.
+                self.engine.cache.drop(r for r in self.engine.static_refs() if self._watched(r))
+                backoff = Backoff(self.config.refresh.min_backoff, self.config.refresh.max_backoff)
+                self.engine.converge(deadline=deadline, backoff=backoff, stop=self._stop)
+            else:
+                self.engine.start(deadline=deadline, stop=self._stop, patient=True)
+        except StopRequested:
+            return False
+        for ref, fetched in self.engine.cache.items():
+            self._track(ref, fetched)
+        now = time.monotonic()
+        for destination in self.engine.destinations:
+            self._newest[destination] = now
+            self.metrics.renders.labels(template=destination).inc()
+        self._publish(notify_only=set() if self._started else existing)
         if self._watcher is not None:
             self._watcher.start()
             # Anything edited while the first render ran is handled by the first pass.
@@ -244,35 +269,54 @@ class Sidecar:
         release_memory()
         self.ready_event.set()
         self.metrics.ready.set(1)
-        self._env = self.engine.env_values()
-        if self._on_ready is not None:
-            self._on_ready(dict(self._env))
-        logger.info(
-            "first render done: %d file(s) from %d reference(s)", len(self.engine.outputs), len(self.engine.cache)
-        )
+        self._memory = self.engine.memory_values()
+        if self.hooks.ready is not None:
+            self.hooks.ready(dict(self._memory))
+        logger.info("first render done: %d file(s) from %d reference(s)", self.engine.rendered, len(self.engine.cache))
         return True
 
-    def _watch_file_refs(self, refs: Iterable[Reference]) -> None:
-        file_refs = [ref for ref in refs if ref.scheme == "file"]
-        if file_refs and self._watcher is not None:
-            file_source = self.engine.source("file")
-            if isinstance(file_source, FileSource):
-                self._watcher.add(file_source.path_of(ref) for ref in file_refs)
+    def _paths_of(self, ref: Reference) -> list[Path]:
+        return self.engine.source(ref.scheme).watch_paths([ref])
+
+    def _watched(self, ref: Reference) -> bool:
+        return bool(self._paths_of(ref))
+
+    def _watch_sources(self, refs: Iterable[Reference]) -> None:
+        if self._watcher is None:
+            return
+        by_scheme: dict[str, list[Reference]] = {}
+        for ref in refs:
+            by_scheme.setdefault(ref.scheme, []).append(ref)
+        for scheme, group in by_scheme.items():
+            paths = self.engine.source(scheme).watch_paths(group)
+            if paths:
+                self._watcher.add(paths)
+
+    def _track(self, ref: Reference, fetched: Fetched, *, renewed: bool = False) -> None:
+        self.scheduler.track(ref, fetched, renewed=renewed, polled=self.engine.source(ref.scheme).changes)
 
     # --- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             timeout = self._next_wakeup()
+            self._wake_at = None if timeout is None else time.monotonic() + timeout
             try:
                 kind, payload = self._events.get(timeout=timeout)
             except queue.Empty:
                 kind, payload = "timer", None
+            self._wake_at = None
             if kind == "stop":
                 break
+            if kind == "status":
+                logger.info("status: %s; ready: %s", self.live()[1], self.ready()[1])
+                continue
+            if kind == "ignored":
+                logger.info("%s received: ignored", payload)
+                continue
             self._busy_since = time.monotonic()
             try:
-                self._pass(payload if kind == "files" else None)
+                self._pass(payload if kind == "files" else None, refresh_all=kind == "refresh")
             except InjectorError as exc:
                 logger.error("refresh pass failed: %s", exc)  # noqa: TRY400 - one line, no traceback
             finally:
@@ -282,11 +326,10 @@ class Sidecar:
         times = [t for t in (self.scheduler.next_due(), self._publish_due, *self._maintain_due.values()) if t]
         if not times:
             return None
-        return max(0.0, min(times) - time.time())
+        return max(0.0, min(times) - time.monotonic())
 
-    def _pass(self, changed_files: object) -> None:
+    def _pass(self, changed_files: object, *, refresh_all: bool = False) -> None:
         dirty: set[str] = set()
-        env_restart = False
         self._maintain_sessions()
         if isinstance(changed_files, set):
             dirty |= self._files_changed(changed_files)
@@ -295,27 +338,35 @@ class Sidecar:
         for ref in due.renew:
             if not self._renew(ref):
                 refetch.append(ref)
+        if refresh_all:
+            logger.info("SIGHUP: refreshing every reference now")
+            refetch = sorted({ref for ref, _ in self.engine.cache.items()} | set(refetch), key=str)
         dirty |= self._refresh(refetch)
+        restarting = False
         if dirty:
             self._render(dirty)
-            env = self.engine.env_values()
-            if env != self._env:
-                changed = sorted(name for name in env.keys() | self._env.keys() if env.get(name) != self._env.get(name))
-                self._env = env
-                logger.info("environment changed: %s", ", ".join(changed))
-                if self._on_env_change is not None:
-                    self._on_env_change(dict(env))
-                    env_restart = True
-        if dirty or (self._publish_due is not None and self._publish_due <= time.time()):
-            # A child restarted for new environment reads fresh files as it starts; a signal now
-            # could reach it before it installs its handlers.
-            self._publish(skip=self._child_keys if env_restart else frozenset())
+            restarting = self._memory_check()
+        if dirty or (self._publish_due is not None and self._publish_due <= time.monotonic()):
+            # A consumer restarted for new in-memory values reads fresh files as it starts; a
+            # signal now could reach it before it installs its handlers.
+            self._publish(skip=self._child_keys if restarting else frozenset())
         self.metrics.ready.set(1 if self.ready()[0] else 0)
-        if self.config.state_dir is not None and (due.renew or due.fetch or dirty):
+        if due.renew or due.fetch or dirty:
             self._save_state()
 
+    def _memory_check(self) -> bool:
+        """Hands changed in-memory values to the hook; True when their consumer restarts."""
+        memory = self.engine.memory_values()
+        if memory == self._memory:
+            return False
+        names = memory.keys() | self._memory.keys()
+        changed = sorted(name for name in names if memory.get(name) != self._memory.get(name))
+        self._memory = memory
+        logger.info("in-memory values changed: %s", ", ".join(changed))
+        return self.hooks.memory_changed is not None and self.hooks.memory_changed(dict(memory))
+
     def _maintain_sessions(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for scheme, source in self.engine.sources.items():
             if isinstance(source, StatefulSource) and self._maintain_due.get(scheme, 0) <= now:
                 try:
@@ -330,19 +381,17 @@ class Sidecar:
 
     def _renew(self, ref: Reference) -> bool:
         """Renews the lease of ``ref`` in place; False means fetch it again instead."""
-        source = self.engine.source(ref.scheme)
-        fetched = self.engine.cache.get(ref)
-        if fetched is None or not isinstance(source, LeasedSource):
-            return False
         try:
-            renewed = source.renew(ref, fetched)
+            renewed = self.engine.renew(ref)
         except SourceError as exc:
             self.metrics.backend_errors.labels(source=ref.scheme, operation="renew", kind=type(exc).__name__).inc()
             logger.warning("renewing %s failed (%s); fetching a new one", ref, exc)
             return False
+        if renewed is None:
+            return False
         self.metrics.backend_calls.labels(source=ref.scheme, operation="renew").inc()
-        self.engine.cache[ref] = renewed
-        entry = self.scheduler.track(ref, renewed, renewed=True)
+        self._track(ref, renewed, renewed=True)
+        entry = self.scheduler.entries[ref]
         logger.info(
             "renewed %s for %s (next: %s)",
             ref,
@@ -360,23 +409,23 @@ class Sidecar:
         errors = self.engine.fetch(refs)
         changed: set[Reference] = set()
         for ref in refs:
-            if ref in errors:
+            new = self.engine.cache.get(ref)
+            if ref in errors or new is None:
                 entry = self.scheduler.failed(ref)
                 logger.warning(
                     "refreshing %s failed (%s); keeping the last good value, retry in %s",
                     ref,
-                    errors[ref],
-                    format_duration(max(0.0, entry.due - time.time())),
+                    errors.get(ref),
+                    format_duration(max(0.0, entry.due - time.monotonic())),
                 )
                 continue
-            new = self.engine.cache[ref]
-            self.scheduler.track(ref, new)
+            self._track(ref, new)
             old = before[ref]
             if old is None or old.value != new.value:
                 changed.add(ref)
         if changed:
             logger.info("changed: %s", ", ".join(sorted(map(str, changed))))
-        return {dest for dest, used in self.engine.used.items() if used & changed}
+        return self.engine.users_of(changed)
 
     def _files_changed(self, paths: set[Path]) -> set[str]:
         dirty: set[str] = set()
@@ -389,36 +438,31 @@ class Sidecar:
                     logger.info("template %s changed: recompiled", template.source)
                 except InjectorError as exc:
                     self._template_failed(template.destination, exc)
-        file_source = self.engine.sources.get("file")
-        if isinstance(file_source, FileSource):
-            refs = [ref for ref in self.engine.cache if ref.scheme == "file" and file_source.path_of(ref) in paths]
-            dirty |= self._refresh(refs)
+        watched = [ref for ref, _ in self.engine.cache.items() if paths & set(self._paths_of(ref))]
+        dirty |= self._refresh(watched)
         return dirty
 
     def _render(self, dirty: set[str]) -> None:
+        errors = self.engine.render(dirty)
+        now = time.monotonic()
         for destination in sorted(dirty):
-            try:
-                for _ in range(4):
-                    result = self.engine.render(destination)
-                    if not result.missing:
-                        break
-                    errors = self.engine.fetch(result.missing)
-                    for ref, fetched in ((r, self.engine.cache.get(r)) for r in result.missing):
-                        if fetched is not None:
-                            self.scheduler.track(ref, fetched)
-                    if errors:
-                        raise next(iter(errors.values()))
-                else:
-                    raise ConfigError(f"{destination}: references keep changing while rendering")
-            except InjectorError as exc:
-                self._template_failed(destination, exc)
+            error = errors.get(destination)
+            if error is not None:
+                self._template_failed(destination, error)
                 continue
-            self.engine.outputs[destination] = self.engine.output_file(destination, result)
             self._render_errors.pop(destination, None)
-            self._newest[destination] = time.time()
+            self._newest[destination] = now
             self.metrics.renders.labels(template=destination).inc()
-        used: set[Reference] = set().union(*self.engine.used.values()) if self.engine.used else set()
+        # References first seen in this render (built from other values) join the schedule;
+        # those no template uses any more leave it and the cache.
+        used = self.engine.used_refs()
+        for ref in used - set(self.scheduler.entries):
+            fetched = self.engine.cache.get(ref)
+            if fetched is not None:
+                self._track(ref, fetched)
+        self._watch_sources(used)
         self.scheduler.forget([ref for ref in self.scheduler.entries if ref not in used])
+        self.engine.forget_unused()
 
     def _template_failed(self, destination: str, exc: InjectorError) -> None:
         self._render_errors[destination] = str(exc)
@@ -427,13 +471,14 @@ class Sidecar:
 
     def _publish(self, *, notify_only: set[str] | None = None, skip: frozenset[str] = frozenset()) -> None:
         try:
-            result = self.sink.publish(self.engine.files())
+            result = self.engine.sink.publish(self.engine.files())
         except OutputError as exc:
             self.metrics.publish_errors.inc()
+            now = time.monotonic()
             if self._publish_failing_since is None:
-                self._publish_failing_since = time.time()
+                self._publish_failing_since = now
             delay = self._publish_backoff.next()
-            self._publish_due = time.time() + delay
+            self._publish_due = now + delay
             logger.error(  # noqa: TRY400 - one line, no traceback
                 "publishing failed, the previous files stay in place; retry in %.1fs: %s", delay, exc
             )
@@ -441,7 +486,7 @@ class Sidecar:
         self._publish_due = None
         self._publish_failing_since = None
         self._publish_backoff.reset()
-        self.metrics.last_render.set(time.time())
+        self.metrics.last_render.set(time.time())  # a timestamp for people and dashboards
         if result.changed:
             notify = result.changed if notify_only is None else result.changed & notify_only
             keys = {key for dest in notify for key in self._notifiers.get(dest, [])} - skip
@@ -452,10 +497,15 @@ class Sidecar:
     def _update_gauges(self) -> None:
         """Data age of a template: time since the least recently confirmed of its references was
         last fetched or renewed successfully; it grows while any of its backends is failing."""
-        now = time.time()
+        now = time.monotonic()
         entries = self.scheduler.entries
-        for destination, used in self.engine.used.items():
-            confirmed = [entries[ref].last_success for ref in used if ref in entries and ref.scheme != "env"]
+        for destination in self.engine.destinations:
+            used = self.engine.used_refs_of(destination)
+            confirmed = [
+                entries[ref].last_success
+                for ref in used
+                if ref in entries and self.engine.source(ref.scheme).changes
+            ]
             oldest = min(confirmed, default=self._newest.get(destination, now))
             self.metrics.data_age.labels(template=destination).set(max(0.0, now - oldest))
         self.metrics.ready.set(1 if self.ready()[0] else 0)
@@ -467,10 +517,8 @@ class Sidecar:
             self.metrics.backend_errors.labels(source=scheme, operation="fetch", kind="error").inc(failed)
 
     def _save_state(self) -> None:
-        if self.config.state_dir is None:
-            return
         try:
-            save_state(self.config.state_dir, self.engine)
+            self.engine.save_state()
         except OutputError as exc:
             logger.warning("could not save state to %s: %s", self.config.state_dir, exc)
 
@@ -481,30 +529,10 @@ class Sidecar:
             self._watcher.stop()
         self.dispatcher.stop()
         if self.revoke_on_exit:
-            self._revoke()
-        elif self.config.state_dir is not None and self.ready_event.is_set():
+            self.engine.revoke_all()
+        elif self.ready_event.is_set():
             self._save_state()
         if self._health is not None:
             self._health.stop()
         self.engine.close()
         logger.info("sidecar stopped")
-
-    def _revoke(self) -> None:
-        for ref, fetched in list(self.engine.cache.items()):
-            if fetched.lease is None:
-                continue
-            leased = self.engine.source(ref.scheme)
-            if not isinstance(leased, LeasedSource):
-                continue
-            try:
-                leased.revoke(ref, fetched)
-                logger.info("revoked the lease of %s", ref)
-            except SourceError as exc:
-                logger.warning("revoking %s failed: %s", ref, exc)
-        for scheme, source in self.engine.sources.items():
-            if isinstance(source, StatefulSource):
-                try:
-                    source.revoke_session()
-                    logger.info("revoked the %s session", scheme)
-                except SourceError as exc:
-                    logger.warning("revoking the %s session failed: %s", scheme, exc)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from injector.backoff import Backoff
 from injector.config.model import Config
-from injector.engine import Engine, env_templates
+from injector.engine import Engine
 from injector.errors import ConfigError, InjectorError, OutputError
+from injector.modes.exec import env_templates
 from injector.redact import scrub
 from injector.sink import Sink, check_filesystem
 from injector.template.render import Renderer
@@ -73,7 +74,7 @@ def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = 
     try:
         engine.compile()
         backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
-        engine.converge(list(engine.compiled), deadline=time.monotonic() + timeout, backoff=backoff)
+        engine.converge(deadline=time.monotonic() + timeout, backoff=backoff)
     finally:
         engine.close()
     files = engine.files()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from injector.errors import ConfigError, SourceError
@@ -29,6 +30,7 @@ __all__ = [
     "Lease",
     "LeasedSource",
     "Source",
+    "SourceDefaults",
     "StatefulSource",
     "build_source",
 ]
@@ -42,7 +44,7 @@ class Lease:
     #: Seconds granted by the last issue or renewal, counted from ``granted_at``.
     duration: float
     renewable: bool
-    #: ``time.time()`` when ``duration`` started.
+    #: ``time.monotonic()`` when ``duration`` started.
     granted_at: float
 
     @property
@@ -61,17 +63,34 @@ class Fetched:
     lease: Lease | None = None
     #: An advisory refresh hint in seconds (KV v1 ``lease_duration`` without a lease id).
     ttl: float | None = None
-    #: A hard end of validity (``time.time()`` scale): certificate ``NotAfter``.
+    #: A hard end of validity (``time.monotonic()`` scale): a certificate's ``expiration``.
     not_after: float | None = None
-    #: A hard start of validity, with ``not_after`` the certificate's lifetime.
-    not_before: float | None = None
-    fetched_at: float = field(default_factory=time.time)
+    #: ``time.monotonic()`` when it was fetched. Every time in memory is monotonic: a step of the
+    #: wall clock moves no schedule (the handoff file converts to wall time and back).
+    fetched_at: float = field(default_factory=time.monotonic)
 
 
 class Source(Protocol):
-    """A backend. ``scheme`` is the reference scheme it serves (``vault``, ``aws-sm`` …)."""
+    """A backend. ``scheme`` is the reference scheme it serves (``vault``, ``aws-sm`` …).
+
+    Capabilities are part of the Protocol, so the loop never asks what class a source is:
+    ``changes`` (False: its values cannot change while the process lives, never polled),
+    ``watch_paths`` (files whose change means a value changed: watched instead of polled), and
+    ``variables`` (environment variables holding its values, kept from notifier commands).
+    ``SourceDefaults`` gives a remote backend's answers; leases and sessions are the optional
+    ``LeasedSource`` and ``StatefulSource`` below.
+    """
 
     scheme: str
+    changes: bool
+
+    def watch_paths(self, refs: Sequence[Reference]) -> list[Path]:
+        """Returns the local files behind ``refs`` (``file:``); a remote backend has none."""
+        ...
+
+    def variables(self, refs: Sequence[Reference]) -> set[str]:
+        """Returns the environment variables behind ``refs`` (``env:``); a remote backend has none."""
+        ...
 
     def describe(self, ref: Reference) -> str:
         """Returns a short, log-safe label, e.g. ``vault.kv2(secret/app)``."""
@@ -84,6 +103,19 @@ class Source(Protocol):
     def close(self) -> None:
         """Releases clients and connections."""
         ...
+
+
+class SourceDefaults:
+    """The capabilities of a remote backend; a source with other answers overrides them."""
+
+    #: Values may change at any time: they are polled (or renewed) by the scheduler.
+    changes: bool = True
+
+    def watch_paths(self, refs: Sequence[Reference]) -> list[Path]:
+        return []
+
+    def variables(self, refs: Sequence[Reference]) -> set[str]:
+        return set()
 
 
 @runtime_checkable
@@ -104,7 +136,7 @@ class StatefulSource(Protocol):
     """A source with session state (a Vault token) handed from ``init`` to ``sidecar``.
 
     ``maintain`` keeps that state alive (renew the token at ~2/3 of its TTL, log in again when
-    renewal fails) and returns when it next wants to run (``time.time()`` scale), or None.
+    renewal fails) and returns when it next wants to run (``time.monotonic()`` scale), or None.
     """
 
     def save_state(self) -> Mapping[str, Any]:

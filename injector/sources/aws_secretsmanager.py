@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from injector.errors import AccessDeniedError, SourceError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched
+from injector.sources import Fetched, SourceDefaults
 from injector.sources._aws import (
     AwsContext,
     as_records,
@@ -96,7 +96,7 @@ class SecretsManagerClient(Protocol):
     def close(self) -> None: ...
 
 
-class SecretsManagerSource:
+class SecretsManagerSource(SourceDefaults):
     """Fetches ``aws-sm:`` references, batched 20 to a call, chunks in parallel."""
 
     scheme = "aws-sm"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from injector.errors import NotFoundError, SourceError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched
+from injector.sources import Fetched, SourceDefaults
 from injector.sources._aws import AwsContext, as_records, build_client, chunked, relabel, run_concurrently
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class SsmClient(Protocol):
     def close(self) -> None: ...
 
 
-class SsmSource:
+class SsmSource(SourceDefaults):
     """Fetches ``aws-ssm:`` references: names 10 to a call, paths page by page, all in parallel."""
 
     scheme = "aws-ssm"

@@ -7,18 +7,23 @@ from collections.abc import Mapping, Sequence
 
 from injector.errors import NotFoundError, SourceError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched
+from injector.sources import Fetched, SourceDefaults
 
 __all__ = ["EnvSource"]
 
 
-class EnvSource:
+class EnvSource(SourceDefaults):
     """Reads ``env:`` references from ``environ`` (the process environment by default)."""
 
     scheme = "env"
+    #: A process's environment cannot change under it: read once, never polled.
+    changes = False
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
+
+    def variables(self, refs: Sequence[Reference]) -> set[str]:
+        return {ref.path for ref in refs if ref.scheme == self.scheme}
 
     def describe(self, ref: Reference) -> str:
         return f"env({ref.path})"

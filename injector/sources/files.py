@@ -16,7 +16,7 @@ import yaml
 
 from injector.errors import AccessDeniedError, NotFoundError, SourceError, UnavailableError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched
+from injector.sources import Fetched, SourceDefaults
 
 __all__ = ["MAX_FILE_BYTES", "FileSource"]
 
@@ -24,7 +24,7 @@ __all__ = ["MAX_FILE_BYTES", "FileSource"]
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-class FileSource:
+class FileSource(SourceDefaults):
     """Reads ``file:`` references relative to ``base_dir``."""
 
     scheme = "file"
@@ -35,6 +35,9 @@ class FileSource:
     def path_of(self, ref: Reference) -> Path:
         """Returns the absolute path a ``file:`` reference reads (the watcher watches it)."""
         return self._base_dir / os.path.expanduser(ref.path)
+
+    def watch_paths(self, refs: Sequence[Reference]) -> list[Path]:
+        return [self.path_of(ref) for ref in refs if ref.scheme == self.scheme]
 
     def describe(self, ref: Reference) -> str:
         return f"file({self.path_of(ref)})"

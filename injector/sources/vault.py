@@ -49,7 +49,7 @@ from injector.errors import (
     UnavailableError,
 )
 from injector.refs import Reference, Secret
-from injector.sources import Fetched, Lease
+from injector.sources import Fetched, Lease, SourceDefaults
 from injector.sources.vault_auth import (
     TRANSIENT_STATUSES,
     VaultAuthenticator,
@@ -123,7 +123,7 @@ class _Plan:
         return "writing to" if self.method == "POST" else "reading"
 
 
-class VaultSource:
+class VaultSource(SourceDefaults):
     """The ``vault`` scheme: a ``Source``, ``LeasedSource`` and ``StatefulSource``.
 
     Args:
@@ -131,7 +131,7 @@ class VaultSource:
             its token.
         authenticator: logs in, renews the token, hands it over (``vault_auth.VaultAuthenticator``).
         max_concurrency: at most this many requests to Vault at once.
-        clock: ``time.time`` or a test clock, for lease grant times.
+        clock: ``time.monotonic`` or a test clock, for lease grant times.
     """
 
     scheme = "vault"
@@ -142,7 +142,7 @@ class VaultSource:
         client: hvac.Client,
         authenticator: VaultAuthenticator,
         max_concurrency: int = 16,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._auth = authenticator
@@ -331,7 +331,8 @@ class VaultSource:
         not_after = None
         expiration = data.get("expiration")
         if isinstance(expiration, int | float) and not isinstance(expiration, bool) and "certificate" in data:
-            not_after = float(expiration)
+            # Vault's absolute time, converted once to the monotonic clock the scheduler uses.
+            not_after = now + (float(expiration) - time.time())
         return Fetched(
             value=Secret(dict(data)),
             lease=lease,

@@ -148,7 +148,8 @@ class VaultAuthenticator:
         auth: the ``vault.auth`` config.
         address: the Vault address, for messages.
         environ: where ``VAULT_TOKEN`` is read for the token method (default ``os.environ``).
-        clock: ``time.time`` or a test clock; all due times use it.
+        clock: ``time.monotonic`` or a test clock; all due times use it (never the wall clock,
+            whose steps must not move a renewal).
         renew_fraction: renew at this fraction of the TTL (Vault Agent: ~2/3).
         jitter: renew up to this fraction earlier than that, at random, so pods spread out.
     """
@@ -160,7 +161,7 @@ class VaultAuthenticator:
         *,
         address: str = "",
         environ: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         renew_fraction: float = 2 / 3,
         jitter: float = 0.1,
         rng: random.Random | None = None,
@@ -519,7 +520,8 @@ class VaultAuthenticator:
             return {
                 "token": current.token,
                 "accessor": current.accessor,
-                "expires_at": current.expires_at,
+                # On disk in wall time, so that another process reads the same instant.
+                "expires_at": None if current.expires_at is None else current.expires_at + time.time() - self._clock(),
                 "renewable": current.renewable,
                 "auth": self._settings(),
             }
@@ -540,6 +542,8 @@ class VaultAuthenticator:
                 return False
             expires_at = state.get("expires_at")
             now = self._clock()
+            if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
+                expires_at = float(expires_at) - time.time() + now
             if expires_at is not None and (not isinstance(expires_at, int | float) or expires_at <= now):
                 logger.info("not adopting the saved Vault token: it expired")
                 return False

@@ -8,13 +8,14 @@ heal it and change the value, wait for the new value and /readyz 200. The scenar
 side (each has its own backend, so counts do not mix) once per module; each test below checks one
 behaviour of every scenario's record.
 
-The request bound, from the backoff math (docs/reliability.md has the measured numbers):
-``refresh.min_backoff`` 200ms doubling to ``max_backoff`` 2s with equal jitter draws delays of at
-least 0.1, 0.2, 0.4, 0.8, 1, 1, 1 … s after each failure. Starting at the first failure, attempts
-can therefore happen at most at +0, 0.1, 0.3, 0.7, 1.5, 2.5, 3.5, 4.5 and 5.5 s: 9 attempts in a
-6 s window, each one request (three for the revoked token: the read, lookup-self, and the login
-that re-reads the token file). A retry storm sends one request per round trip — thousands in 6 s
-on loopback — and even a fixed retry every min_backoff would send 30.
+The request bound, from the backoff math (docs/reliability.md has the measured numbers): a failed
+reference is retried after a delay drawn with full jitter from ``[min_backoff, c]``, where ``c``
+is ``refresh.min_backoff`` (200ms) doubling per failure to ``max_backoff`` (2s) — full jitter so
+that a fleet that failed together (an outage) comes back spread over the whole window, and the
+``min_backoff`` floor so that no retry comes at ~0 s. At worst every delay is the floor: at most
+1 + 6/0.2 = 31 attempts in a 6 s window, each one request (three for the revoked token: the read,
+lookup-self, and the login that re-reads the token file); on average about 8. A retry storm sends
+one request per round trip — thousands in 6 s on loopback.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ REFRESH = {
     "max_stale": f"{MAX_STALE}s",
     "wait": {"min": "50ms", "max": "500ms"},
 }
-#: Attempts that fit in WINDOW with the shortest equal-jitter delays (module docstring).
-MAX_ATTEMPTS = 9
+#: Attempts that fit in WINDOW when every full-jitter delay is the min_backoff floor (module docstring).
+MAX_ATTEMPTS = 1 + int(WINDOW / MIN_BACKOFF)
 _RETRY_IN = re.compile(r"keeping the last good value, retry in (\d+(?:\.\d+)?)(ms|s)\b")
 
 
@@ -365,15 +366,15 @@ class TestThroughAFault:
             seen, bound = len(record.delays()), MAX_ATTEMPTS + 2
         assert 2 <= seen <= bound, f"{seen} requests in {WINDOW}s (bound {bound}): {record.requests}"
 
-    def test_retry_delays_double_with_equal_jitter(self, record: Record) -> None:
-        """Each retry delay the sidecar chose lies in [c/2, c], c = min_backoff doubling per failure up to
-        max_backoff."""
+    def test_retry_delays_double_with_full_jitter(self, record: Record) -> None:
+        """Each retry delay the sidecar chose lies in [min_backoff, c], c = min_backoff doubling per
+        failure up to max_backoff."""
         delays = record.delays()
         assert len(delays) >= 3, record.log
         for k, delay in enumerate(delays):
             ceiling = min(MAX_BACKOFF, MIN_BACKOFF * 2**k)
-            assert ceiling / 2 - 0.001 <= delay <= ceiling + 0.001, (
-                f"retry {k + 1}: {delay}s, not in [{ceiling / 2}, {ceiling}]"
+            assert MIN_BACKOFF - 0.001 <= delay <= ceiling + 0.001, (
+                f"retry {k + 1}: {delay}s, not in [{MIN_BACKOFF}, {ceiling}]"
             )
 
     def test_becomes_unready_after_max_stale_with_the_reason(self, record: Record) -> None:

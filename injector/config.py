@@ -40,6 +40,7 @@ __all__ = [
     "WaitConfig",
     "check_destination",
     "load_config",
+    "load_config_text",
     "parse_config",
     "parse_signal",
 ]
@@ -235,6 +236,21 @@ def load_config(
         raise ConfigError(f"{path}: config file not found; pass --config FILE or set INJECTOR_CONFIG") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return load_config_text(text, path=path, overrides=overrides, environ=environ)
+
+
+def load_config_text(
+    text: str,
+    *,
+    path: Path,
+    base_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """``load_config`` of a config already read: ``path`` only names it (a ConfigMap key's mount path).
+
+    ``base_dir`` (default: ``path``'s folder) is where relative sources and ``file:`` references resolve.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -246,7 +262,7 @@ def load_config(
         raise ConfigError(f"{path}: invalid YAML") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    return parse_config(raw, path=path, overrides=overrides, environ=environ)
+    return parse_config(raw, path=path, base_dir=base_dir, overrides=overrides, environ=environ)
 
 
 def parse_config(

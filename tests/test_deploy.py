@@ -30,6 +30,7 @@ from kubernetes_validate.utils import all_versions, latest_version
 import injector
 from injector.cli import cli
 from injector.config import Config, load_config, parse_config
+from tests.fixtures.cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -470,6 +471,17 @@ def test_embedded_configs_validate_with_their_templates(variant: str, tmp_path: 
         config = config_of(docs, workload, tmp_path / workload["metadata"]["name"])
         report = validate_config(config)
         assert report.summary.startswith("ok:"), report.summary
+
+
+@pytest.mark.skipif(KUBECTL is None, reason=NO_KUBECTL)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_injector_validate_passes_on_the_folder(variant: str) -> None:
+    """`injector validate --kustomize deploy/<variant>` exits 0, one ok line per workload's config."""
+    result = run(["validate", "--kustomize", str(DEPLOY / variant)])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(workloads(variant)), lines
+    assert all(": ok: " in line for line in lines), lines
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from injector import __version__
 from injector.errors import ConfigError, InjectorError
@@ -86,7 +87,7 @@ def config_options(func: F) -> F:
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config.load import load_config
+    from injector.config.model.load import load_config
 
     overrides = {"output_dir": str(output_dir) if output_dir else None}
     return load_config(config_path, overrides=overrides)
@@ -163,7 +164,7 @@ def sidecar(
     """
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config.load import load_config
+    from injector.config.model.load import load_config
     from injector.modes.sidecar import Sidecar
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
@@ -223,7 +224,7 @@ def exec_(
 
     reap_zombies_if_pid1()
     make_undumpable()
-    from injector.config.load import load_config
+    from injector.config.model.load import load_config
     from injector.modes.exec import ExecMode
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
@@ -233,17 +234,73 @@ def exec_(
 
 
 @cli.command()
-@config_options
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar="INJECTOR_CONFIG",
+    type=click.Path(path_type=Path),
+    help="The YAML config file (env: INJECTOR_CONFIG); a folder is taken as --kustomize.",
+)
+@click.option(
+    "--kustomize",
+    "-k",
+    "kustomize_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Render this kustomize folder with `kubectl kustomize` and check every injector config in it.",
+)
+@click.option(
+    "--manifests",
+    "-f",
+    "manifests",
+    type=click.File("r", encoding="utf-8"),
+    help="Check every injector config in these rendered manifests (a YAML file, or - for stdin).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="INJECTOR_OUTPUT_DIR",
+    help="Override output_dir (with --config only).",
+)
 @logging_options
-def validate(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> None:
-    """Check the config, template syntax, references and destinations without fetching anything."""
-    config = _load(config_path, output_dir, log_level, log_format)
-    from injector.modes.validate import validate_config
+def validate(
+    config_path: Path | None,
+    kustomize_dir: Path | None,
+    manifests: TextIO | None,
+    output_dir: Path | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Check the config, template syntax, references and destinations without fetching anything.
 
-    report = validate_config(config)
-    for warning in report.warnings:
+    With --kustomize DIR (or --manifests FILE), check each injector config in the ConfigMaps of the
+    manifests, as its pod reads it: template sources are the ConfigMap keys mounted where the
+    container's --config path says.
+    """
+    ctx = click.get_current_context()
+    flags = ("config_path", "output_dir")
+    given = {name for name in flags if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    if config_path is not None and config_path.is_dir() and kustomize_dir is None and manifests is None:
+        config_path, kustomize_dir, given = None, config_path, given - {"config_path"}
+    if kustomize_dir is None and manifests is None:
+        if config_path is None:
+            raise click.UsageError("give --config FILE, --kustomize DIR or --manifests FILE")
+        config = _load(config_path, output_dir, log_level, log_format)
+        from injector.modes.validate import validate_config
+
+        report = validate_config(config)
+        lines, warnings = [report.summary], list(report.warnings)
+    else:
+        if given or (kustomize_dir is not None and manifests is not None):
+            raise click.UsageError("give one of --config, --kustomize and --manifests (--output-dir needs --config)")
+        configure_logging(log_level, log_format)
+        from injector.modes.manifests import check_all, kustomize_build
+
+        lines, warnings = check_all(kustomize_build(kustomize_dir) if kustomize_dir else _read(manifests))
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(report.summary)
+    for line in lines:
+        click.echo(line)
 
 
 @cli.command()
@@ -317,6 +374,10 @@ def demo(log_level: str, log_format: str) -> None:
     from devvault.demo import run_demo
 
     sys.exit(run_demo(click.echo))
+
+
+def _read(stream: TextIO | None) -> str:
+    return stream.read() if stream is not None else ""
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from injector.config.load import load_config, parse_config
-from injector.config.model import CommandNotify, Config, HttpNotify, SignalNotify
+from injector.config.model.load import load_config, load_config_text, parse_config
+from injector.config.model.model import CommandNotify, Config, HttpNotify, SignalNotify
 from injector.errors import ConfigError
 from injector.refs import parse_reference
 from tests.fixtures.sentinel import SENTINEL
@@ -116,6 +116,14 @@ class TestLoadConfig:
         sub.mkdir()
         path = write(sub, "output_dir: /out\ntemplates:\n  - {source: t/app.j2, destination: app}\n")
         assert load_config(path, environ={}).templates[0].source == sub.resolve() / "t/app.j2"
+
+    def test_config_text_resolves_sources_against_the_given_folder(self) -> None:
+        """load_config_text (a ConfigMap key): sources resolve against base_dir, errors name the path."""
+        text = "output_dir: /out\ntemplates:\n  - {source: t/app.j2, destination: app}\n"
+        config = load_config_text(text, path=Path("/etc/injector/injector.yaml"), base_dir=Path("/etc/injector"))
+        assert config.templates[0].source == Path("/etc/injector/t/app.j2")
+        with pytest.raises(ConfigError, match=r"^/etc/injector/injector.yaml:2:1: invalid YAML"):
+            load_config_text("a: 1\n- b\n", path=Path("/etc/injector/injector.yaml"))
 
 
 class TestFieldErrors:

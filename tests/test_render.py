@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from injector.config.model import LimitsConfig, TemplateConfig
-from injector.errors import NotFoundError, RenderError, UnavailableError
+from injector.config.model.model import LimitsConfig, TemplateConfig
+from injector.errors import ConfigError, NotFoundError, RenderError, UnavailableError
 from injector.refs import Reference, Secret, parse_reference
 from injector.template.render import CompiledTemplate, Renderer, RenderResult
 from tests.fixtures.sentinel import SENTINEL
@@ -142,11 +142,25 @@ class TestCompile:
         compiled = renderer.compile(TemplateConfig(where="templates[0]", destination="a", source=source))
         assert renderer.render(compiled, lookup_of({})).content == b"A=b\n"
 
-    def test_unreadable_source_names_the_file(self, tmp_path: Path) -> None:
-        """A source file that cannot be read is a RenderError naming the template and the file."""
+    def test_missing_source_is_a_config_error_naming_the_file(self, tmp_path: Path) -> None:
+        """A source file that does not exist is a ConfigError (exit 11) naming the template and the file."""
         source = tmp_path / "missing.j2"
-        with pytest.raises(RenderError, match=r"templates\[2\] \(app.env\): cannot read template .*missing.j2"):
+        with pytest.raises(ConfigError, match=r"templates\[2\] \(app.env\): template file not found: .*missing.j2"):
             make_renderer().compile(TemplateConfig(where="templates[2]", destination="app.env", source=source))
+
+    def test_unreadable_source_names_the_file(self, tmp_path: Path) -> None:
+        """A source that exists but cannot be read (a folder) is a RenderError naming the template and the file."""
+        with pytest.raises(RenderError, match=r"templates\[2\] \(app.env\): cannot read template .*"):
+            make_renderer().compile(TemplateConfig(where="templates[2]", destination="app.env", source=tmp_path))
+
+    def test_contents_given_with_source_are_the_sources_text(self, tmp_path: Path) -> None:
+        """source plus contents renders the contents (the source's text, read already) and reads no file."""
+        source = tmp_path / "not-on-disk.j2"
+        renderer = make_renderer()
+        compiled = renderer.compile(
+            TemplateConfig(where="templates[0]", destination="a", source=source, contents="A={{ 'b' }}\n")
+        )
+        assert renderer.render(compiled, lookup_of({})).content == b"A=b\n"
 
     def test_syntax_error_names_template_and_line(self) -> None:
         """A syntax error names templates[i] (destination) and the line."""

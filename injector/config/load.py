@@ -19,25 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from injector.config.model import (
-    AUTH_METHODS,
-    DEFAULT_MODE,
-    K8S_TOKEN_PATH,
-    AwsConfig,
-    CommandNotify,
-    Config,
-    ExecConfig,
-    HealthConfig,
-    HttpNotify,
-    LimitsConfig,
-    NotifyConfig,
-    RefreshConfig,
-    SignalNotify,
-    TemplateConfig,
-    VaultAuthConfig,
-    VaultConfig,
-    WaitConfig,
-)
+from injector.config.model.model import AUTH_METHODS, DEFAULT_MODE, K8S_TOKEN_PATH, AwsConfig, CommandNotify, Config, ExecConfig, HealthConfig, HttpNotify, LimitsConfig, NotifyConfig, RefreshConfig, SignalNotify, TemplateConfig, VaultAuthConfig, VaultConfig, WaitConfig
 from injector.errors import ConfigError
 from injector.refs import Reference, parse_reference
 from injector.units import parse_duration, parse_mode
@@ -575,6 +557,21 @@ def load_config(
         raise ConfigError(f"{path}: config file not found; pass --config FILE or set INJECTOR_CONFIG") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return load_config_text(text, path=path, overrides=overrides, environ=environ)
+
+
+def load_config_text(
+    text: str,
+    *,
+    path: Path,
+    base_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """``load_config`` of a config already read: ``path`` only names it (a ConfigMap key's mount path).
+
+    ``base_dir`` (default: ``path``'s folder) is where relative sources and ``file:`` references resolve.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -586,7 +583,7 @@ def load_config(
         raise ConfigError(f"{path}: invalid YAML") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    return parse_config(raw, path=path, overrides=overrides, environ=environ)
+    return parse_config(raw, path=path, base_dir=base_dir, overrides=overrides, environ=environ)
 
 
 def parse_config(

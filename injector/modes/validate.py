@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from injector.backoff import Backoff
-from injector.config.model import Config
+from injector.config.model.model import Config
 from injector.engine import Engine
 from injector.errors import ConfigError, InjectorError, OutputError
 from injector.modes.exec import env_templates
@@ -25,8 +25,11 @@ class ValidateReport:
     warnings: tuple[str, ...]
 
 
-def validate_config(config: Config) -> ValidateReport:
+def validate_config(config: Config, *, check_output_dir: bool = True) -> ValidateReport:
     """Compiles every template and checks every reference and backend section; fetches nothing.
+
+    ``check_output_dir=False`` skips the look at output_dir's filesystem: for a pod's config (from
+    manifests), output_dir is in the pod, not on this machine.
 
     Raises:
         InjectorError: every problem found, one per line (the first one's class and exit code).
@@ -53,7 +56,7 @@ def validate_config(config: Config) -> ValidateReport:
         config.aws.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     ):
         warnings.append("aws: references are used but no region is set (aws.region or AWS_REGION)")
-    if config.output_dir.is_dir() and not config.allow_non_tmpfs:
+    if check_output_dir and config.output_dir.is_dir() and not config.allow_non_tmpfs:
         kind = check_filesystem(config.output_dir)
         if kind not in ("tmpfs", "ramfs"):
             warnings.append(f"output_dir {config.output_dir} is on {kind}, not tmpfs: init will refuse it here")

@@ -58,7 +58,7 @@ from injector.template.sandbox import Sandbox
 from injector.template.values import Binary, Pending, PendingError, to_template_value
 
 if TYPE_CHECKING:
-    from injector.config.model import LimitsConfig, TemplateConfig
+    from injector.config.model.model import LimitsConfig, TemplateConfig
 
 __all__ = ["CompiledTemplate", "RenderResult", "Renderer"]
 
@@ -148,7 +148,11 @@ class Renderer:
     def compile(self, template: TemplateConfig) -> CompiledTemplate:
         """Reads and parses ``template`` (its source file, its contents, or nothing for ``secret:``).
 
+        A template with both ``source`` and ``contents`` is the source's text, read already
+        (``injector validate`` on manifests: the file is a ConfigMap key, not on this disk).
+
         Raises:
+            ConfigError: the source file does not exist (the config names a wrong path).
             RenderError: the source cannot be read, or a syntax error (with its line).
         """
         label = f"{template.where} ({template.destination})"
@@ -156,9 +160,14 @@ class Renderer:
             return CompiledTemplate(template=template, jinja=None, ast=None, label=label)
         problem = ""
         text = template.contents or ""
-        if template.source is not None:
+        if template.source is not None and template.contents is None:
             try:
                 text = template.source.read_text(encoding="utf-8")
+            except (FileNotFoundError, NotADirectoryError):
+                raise ConfigError(
+                    f"{label}: template file not found: {template.source} "
+                    "(relative sources resolve against the config file's folder)"
+                ) from None
             except OSError as exc:
                 problem = f"{label}: cannot read template {template.source}: {exc.strerror or type(exc).__name__}"
             except UnicodeDecodeError:

@@ -87,7 +87,7 @@ def config_options(func: F) -> F:
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config.model.load import load_config
+    from injector.config.load import load_config
 
     overrides = {"output_dir": str(output_dir) if output_dir else None}
     return load_config(config_path, overrides=overrides)
@@ -164,7 +164,7 @@ def sidecar(
     """
     configure_logging(log_level, log_format)
     make_undumpable()
-    from injector.config.model.load import load_config
+    from injector.config.load import load_config
     from injector.modes.sidecar import Sidecar
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
@@ -224,7 +224,7 @@ def exec_(
 
     reap_zombies_if_pid1()
     make_undumpable()
-    from injector.config.model.load import load_config
+    from injector.config.load import load_config
     from injector.modes.exec import ExecMode
 
     overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}

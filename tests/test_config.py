@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from injector.config.model.load import load_config, load_config_text, parse_config
-from injector.config.model.model import CommandNotify, Config, HttpNotify, SignalNotify
+from injector.config.load import load_config, load_config_text, parse_config
+from injector.config.model import CommandNotify, Config, HttpNotify, SignalNotify
 from injector.errors import ConfigError
 from injector.refs import parse_reference
 from tests.fixtures.sentinel import SENTINEL

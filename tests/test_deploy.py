@@ -29,8 +29,8 @@ from kubernetes_validate.utils import all_versions, latest_version
 
 import injector
 from injector.cli import cli
-from injector.config.model.load import load_config, parse_config
-from injector.config.model.model import Config
+from injector.config.load import load_config, parse_config
+from injector.config.model import Config
 from tests.fixtures.cli import run
 
 ROOT = Path(__file__).resolve().parent.parent

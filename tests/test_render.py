@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from injector.config.model.model import LimitsConfig, TemplateConfig
+from injector.config.model import LimitsConfig, TemplateConfig
 from injector.errors import ConfigError, NotFoundError, RenderError, UnavailableError
 from injector.refs import Reference, Secret, parse_reference
 from injector.template.render import CompiledTemplate, Renderer, RenderResult

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from injector.config.model.model import AUTH_METHODS, DEFAULT_MODE, K8S_TOKEN_PATH, AwsConfig, CommandNotify, Config, ExecConfig, HealthConfig, HttpNotify, LimitsConfig, NotifyConfig, RefreshConfig, SignalNotify, TemplateConfig, VaultAuthConfig, VaultConfig, WaitConfig
+from injector.config.model import AUTH_METHODS, DEFAULT_MODE, K8S_TOKEN_PATH, AwsConfig, CommandNotify, Config, ExecConfig, HealthConfig, HttpNotify, LimitsConfig, NotifyConfig, RefreshConfig, SignalNotify, TemplateConfig, VaultAuthConfig, VaultConfig, WaitConfig
 from injector.errors import ConfigError
 from injector.refs import Reference, parse_reference
 from injector.units import parse_duration, parse_mode
@@ -441,7 +441,12 @@ class _Parser:
             _host, sep, port = address.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise fields.error("address", f"expected HOST:PORT such as 0.0.0.0:8099, got {address!r}")
-        health = HealthConfig(address=None if address is False else (address or HealthConfig().address))
+        health = HealthConfig(
+            address=None if address is False else (address or HealthConfig().address),
+            watchdog=fields.duration("watchdog", 300.0),
+        )
+        if health.watchdog <= 0:
+            raise fields.error("watchdog", "must be more than 0")
         fields.done()
         return health
 

@@ -161,6 +161,9 @@ class RefreshConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthConfig:
     address: str | None = "0.0.0.0:8099"
+    #: /healthz fails when one refresh pass runs longer than this, or the loop wakes up this much
+    #: later than it planned to (a wedged loop gets the container restarted).
+    watchdog: float = 300.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

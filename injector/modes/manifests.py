@@ -364,7 +364,7 @@ def check(embedded: EmbeddedConfig) -> tuple[str, tuple[str, ...]]:
         InjectorError: every problem, one per line, each naming the config's ConfigMap key and, for a
             template, the ConfigMap key it comes from (the first problem's class and exit code).
     """
-    from injector.config.model.load import load_config_text
+    from injector.config.load import load_config_text
     from injector.modes.validate import validate_config
 
     folder = Path(posixpath.dirname(embedded.config_path))

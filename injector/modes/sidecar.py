@@ -55,8 +55,6 @@ __all__ = ["Hooks", "Sidecar"]
 
 logger = logging.getLogger(__name__)
 
-#: /healthz fails when the loop sleeps this much past the time it meant to wake.
-OVERSLEEP_LIMIT = 30.0
 #: How long the first render may keep retrying before the sidecar gives up (it is restarted).
 FIRST_RENDER_TIMEOUT = 3600.0
 
@@ -170,11 +168,14 @@ class Sidecar:
         """/healthz: the loop is neither wedged in one pass nor asleep long past its wake-up time."""
         now = time.monotonic()
         busy = self._busy_since
-        limit = max(300.0, self.config.refresh.max_backoff * 2)
+        limit = max(self.config.health.watchdog, self.config.refresh.max_backoff * 2)
         if busy is not None and now - busy > limit:
-            return False, f"the refresh loop has been busy for {format_duration(now - busy)}"
+            return False, (
+                f"the refresh loop has been busy for {format_duration(now - busy)} (health.watchdog "
+                f"{format_duration(limit)})"
+            )
         wake = self._wake_at
-        if busy is None and wake is not None and now - wake > OVERSLEEP_LIMIT:
+        if busy is None and wake is not None and now - wake > self.config.health.watchdog:
             return False, f"the refresh loop is {format_duration(now - wake)} late waking up"
         return True, "ok"
 

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from injector.backoff import Backoff
-from injector.config.model.model import Config
+from injector.config.model import Config
 from injector.engine import Engine
 from injector.errors import ConfigError, InjectorError, OutputError
 from injector.modes.exec import env_templates

@@ -58,7 +58,7 @@ from injector.template.sandbox import Sandbox
 from injector.template.values import Binary, Pending, PendingError, to_template_value
 
 if TYPE_CHECKING:
-    from injector.config.model.model import LimitsConfig, TemplateConfig
+    from injector.config.model import LimitsConfig, TemplateConfig
 
 __all__ = ["CompiledTemplate", "RenderResult", "Renderer"]
 

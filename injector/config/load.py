@@ -19,7 +19,25 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from injector.config.model import AUTH_METHODS, DEFAULT_MODE, K8S_TOKEN_PATH, AwsConfig, CommandNotify, Config, ExecConfig, HealthConfig, HttpNotify, LimitsConfig, NotifyConfig, RefreshConfig, SignalNotify, TemplateConfig, VaultAuthConfig, VaultConfig, WaitConfig
+from injector.config.model import (
+    AUTH_METHODS,
+    DEFAULT_MODE,
+    K8S_TOKEN_PATH,
+    AwsConfig,
+    CommandNotify,
+    Config,
+    ExecConfig,
+    HealthConfig,
+    HttpNotify,
+    LimitsConfig,
+    NotifyConfig,
+    RefreshConfig,
+    SignalNotify,
+    TemplateConfig,
+    VaultAuthConfig,
+    VaultConfig,
+    WaitConfig,
+)
 from injector.errors import ConfigError
 from injector.refs import Reference, parse_reference
 from injector.units import parse_duration, parse_mode

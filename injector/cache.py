@@ -8,7 +8,8 @@ to every value, whatever backend it came from:
 1. check its size against ``limits.max_secret_bytes`` (an over-limit value is that reference's
    error, never stored);
 2. register it for log scrubbing (``injector.redact``), before anything could print it;
-3. keep it, and clear the reference's permanent error.
+3. keep it, and clear the reference's permanent error; the value it replaces is handed back to
+   the scrubber as retired (``forget_value``), so the registry holds what is live, not history.
 
 A permanent error is raised by ``lookup`` only when a render uses the reference, so a literal
 reference in a branch that never runs fails nothing.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from injector.errors import SourceError
-from injector.redact import register_value
+from injector.redact import forget_value, register_value
 from injector.refs import Reference, Secret
 from injector.sources import Fetched
 
@@ -61,8 +62,11 @@ class Cache:
                 ref=str(ref),
             )
         register_value(fetched.value.reveal())  # 2.
+        old = self._entries.get(ref)
         self._entries[ref] = fetched  # 3.
         self._failures.pop(ref, None)
+        if old is not None:
+            forget_value(old.value.reveal())
         return None
 
     def fail(self, ref: Reference, error: SourceError) -> None:
@@ -76,14 +80,15 @@ class Cache:
     def drop(self, refs: Iterable[Reference]) -> None:
         """Forgets the values (and errors) of ``refs``: the next render fetches them again."""
         for ref in refs:
-            self._entries.pop(ref, None)
+            old = self._entries.pop(ref, None)
+            if old is not None:
+                forget_value(old.value.reveal())
             self._failures.pop(ref, None)
 
     def keep_only(self, refs: Iterable[Reference]) -> None:
         """Forgets every entry not in ``refs`` (references no template uses any more)."""
         live = set(refs)
-        for ref in [ref for ref in self._entries if ref not in live]:
-            del self._entries[ref]
+        self.drop([ref for ref in self._entries if ref not in live])
         for ref in [ref for ref in self._failures if ref not in live]:
             del self._failures[ref]
 

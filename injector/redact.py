@@ -14,13 +14,22 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "RedactingFilter", "register_value", "scrub"]
+__all__ = ["MASK", "RedactingFilter", "forget_value", "register_value", "scrub"]
 
 MASK = "<redacted>"
 #: Shorter values are not scrubbed: masking "a" or "10" everywhere would garble every message.
 MIN_LENGTH = 4
 
+#: How many leaves of values no longer in use are still scrubbed (the most recently retired): a
+#: rotated password is still worth masking for a while, but the registry must not grow with every
+#: value a months-long sidecar has ever seen (nor the pattern, rebuilt as it changes).
+RETIRED_KEPT = 512
+
 _lock = threading.Lock()
+#: leaf → how many live values hold it (the cache registers and forgets values as they come and go).
+_live: dict[str, int] = {}
+#: Recently retired leaves, oldest first (a dict as an ordered set).
+_retired: dict[str, None] = {}
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
@@ -30,9 +39,35 @@ def register_value(value: Any) -> None:
     global _pattern
     leaves = set(_leaves(value))
     with _lock:
-        new = leaves - _values
-        if new:
-            _values.update(new)
+        for leaf in leaves:
+            _live[leaf] = _live.get(leaf, 0) + 1
+            _retired.pop(leaf, None)
+            if leaf not in _values:
+                _values.add(leaf)
+                _pattern = None
+
+
+def forget_value(value: Any) -> None:
+    """The opposite of ``register_value``: ``value`` is no longer in use (replaced or dropped).
+
+    Its leaves stay scrubbed while another live value holds them, and then among the most recent
+    ``RETIRED_KEPT`` retired leaves.
+    """
+    global _pattern
+    leaves = set(_leaves(value))
+    with _lock:
+        for leaf in leaves:
+            count = _live.get(leaf, 0) - 1
+            if count > 0:
+                _live[leaf] = count
+                continue
+            _live.pop(leaf, None)
+            if leaf in _values:
+                _retired[leaf] = None
+        while len(_retired) > RETIRED_KEPT:
+            oldest = next(iter(_retired))
+            del _retired[oldest]
+            _values.discard(oldest)
             _pattern = None
 
 

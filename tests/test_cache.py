@@ -65,3 +65,14 @@ def test_issued_lists_only_leased_or_expiring_values() -> None:
     lease = Lease(lease_id="l", duration=60, renewable=True, granted_at=0)
     cache.store(db, Fetched(value=Secret({"u": "p"}), lease=lease))
     assert set(cache.issued()) == {db}
+
+
+def test_the_scrubber_holds_what_is_live_not_history() -> None:
+    """Thousands of rotations leave the scrubber's registry bounded (the churn leak)."""
+    from injector import redact
+
+    cache = Cache(max_bytes=1000)
+    for i in range(5 * redact.RETIRED_KEPT):
+        cache.store(REF, Fetched(value=Secret({"password": f"rotated-{i:06d}"})))
+    assert len(redact._values) <= redact.RETIRED_KEPT + 10
+    assert "rotated-" not in scrub(f"current rotated-{5 * redact.RETIRED_KEPT - 1:06d}")

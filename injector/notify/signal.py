@@ -129,7 +129,7 @@ class SignalNotifier:
     def notify(self) -> None:
         config = self._config
         if config.pidfile is not None:
-            self._signal_pidfile(config.pidfile, config.process or "")
+            self._signal_pidfile(config.pidfile, os.path.basename(config.process or ""))
         elif config.process is not None:
             self._signal_by_name(config.process)
         else:

@@ -298,6 +298,14 @@ class TestPidfile:
         hup(pidfile=pidfile, process=apps.name).notify()
         wait_for(lambda: app.got("SIGHUP"), 5, "SIGHUP recorded")
 
+    def test_process_may_be_given_as_a_path(self, apps: Apps, tmp_path: Path) -> None:
+        """process: /usr/sbin/NAME with a pidfile matches by the basename, as process: alone does."""
+        app = apps.start()
+        pidfile = tmp_path / "app.pid"
+        pidfile.write_text(str(app.pid))
+        hup(pidfile=pidfile, process=f"/usr/sbin/{apps.name}").notify()
+        wait_for(lambda: app.got("SIGHUP"), 5, "SIGHUP recorded")
+
     def test_a_pid_of_another_name_is_refused(self, tmp_path: Path) -> None:
         """A pidfile naming a process of another name raises an error naming the pidfile; nothing is signalled."""
         victim = subprocess.Popen(["sleep", "30"])  # SIGHUP would end it

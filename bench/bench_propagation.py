@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ from backends import Backends
 from common import Scratch, percentile, wait_for
 from dataset import Dataset
 from procs import App, Sidecar, readlink
+
+#: The process name a pidfile notifier expects: the app is this Python interpreter.
+APP_NAME = Path(sys.executable).name
 
 #: Polling step of the bench for the output link (its resolution).
 STEP = 0.001
@@ -91,7 +95,7 @@ def polled(backends: Backends, dataset: Dataset, scratch: Scratch, *, changes: i
             output_dir=out,
             tmpfs=scratch.tmpfs,
             extra={"refresh": {"interval": f"{interval:g}s"}},
-            on_change=[{"signal": "SIGHUP", "pidfile": str(app.pidfile)}],
+            on_change=[{"signal": "SIGHUP", "pidfile": str(app.pidfile), "process": APP_NAME}],
         )
         backends.set_latency(latency)
         with Sidecar(config, work / "sidecar.log", {"VAULT_TOKEN": backends.root_token}) as sidecar:
@@ -147,7 +151,7 @@ def files(scratch: Scratch, *, changes: int) -> Propagation:
                 {
                     "contents": f'VALUE={{{{ secret("file:{configmap / "value"}") }}}}',
                     "destination": "app.conf",
-                    "on_change": [{"signal": "SIGHUP", "pidfile": str(app.pidfile)}],
+                    "on_change": [{"signal": "SIGHUP", "pidfile": str(app.pidfile), "process": APP_NAME}],
                 }
             ],
             "refresh": {"interval": "1h"},

@@ -7,10 +7,12 @@ inside a folder we manage is replaced or refused, never followed.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import logging
 import os
-import re
+import platform
 import secrets
 import shutil
 import stat
@@ -25,6 +27,7 @@ __all__ = [
     "READ_FLAGS",
     "FileState",
     "check_filesystem",
+    "filesystem_type",
     "link_target",
     "lstat_at",
     "open_dir",
@@ -39,7 +42,6 @@ logger = logging.getLogger(__name__)
 #: Filesystems whose pages never reach a disk (swap aside): the only ones secrets may be written to.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 
-_MOUNTINFO = Path("/proc/self/mountinfo")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted where a file should be must not hang us.
@@ -47,40 +49,66 @@ READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def check_filesystem(path: Path) -> str:
-    """Returns the type of the filesystem holding ``path`` ("tmpfs", "ext4", "overlay" …).
-
-    The mount is the one in /proc/self/mountinfo whose mount point is the longest prefix of the
-    resolved path; of several mounts on the same point, the last (the visible one) wins.
+    """Returns the type of the filesystem holding the folder ``path`` ("tmpfs", "ext4" …).
 
     Raises:
-        OutputError: mountinfo cannot be read or has no mount for the path.
+        OutputError: ``path`` cannot be opened or its filesystem cannot be asked.
     """
-    real = os.path.realpath(path)
     try:
-        text = _MOUNTINFO.read_text(encoding="utf-8", errors="surrogateescape")
+        fd = open_dir(path, follow=True)
     except OSError as exc:
-        raise OutputError(f"cannot tell which filesystem {path} is on: reading {_MOUNTINFO}: {exc.strerror}") from exc
-    best, fstype = -1, None
-    for line in text.splitlines():
-        # ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPER_OPTIONS
-        fields = line.split(" ")
-        if "-" not in fields[6:]:
-            continue
-        mount_point = _unescape(fields[4])
-        if _inside(real, mount_point) and len(mount_point) >= best:
-            best, fstype = len(mount_point), fields[fields.index("-", 6) + 1]
-    if fstype is None:
-        raise OutputError(f"cannot tell which filesystem {path} is on: no mount in {_MOUNTINFO} holds {real}")
-    return fstype
+        raise OutputError(os_error_message(f"cannot tell which filesystem {path} is on", exc, str(path))) from exc
+    try:
+        return filesystem_type(fd, str(path))
+    finally:
+        os.close(fd)
 
 
-def _unescape(field: str) -> str:
-    """Undoes mountinfo's octal escapes (``\\040`` is a space)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+def filesystem_type(fd: int, label: str) -> str:
+    """Returns the type of the filesystem the open file ``fd`` is on, asked with ``fstatfs(2)``.
+
+    The kernel answers for the object the fd refers to, not for a path: a folder hidden by a later
+    mount, or a path that resolves elsewhere by the time it is used, cannot mislead it (a path
+    looked up in /proc/self/mountinfo could). ``label`` names the folder in errors.
+
+    Raises:
+        OutputError: fstatfs failed.
+    """
+    buf = _StatFs()
+    if _libc().fstatfs(fd, ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OutputError(f"cannot tell which filesystem {label} is on: fstatfs: {os.strerror(err)}")
+    magic = buf.f_type & 0xFFFFFFFF
+    return _FS_NAMES.get(magic, f"a filesystem with magic 0x{magic:08x}")
 
 
-def _inside(path: str, mount_point: str) -> bool:
-    return mount_point == "/" or path == mount_point or path.startswith(mount_point + "/")
+class _StatFs(ctypes.Structure):
+    # struct statfs begins with f_type, a __fsword_t (a long; an unsigned int on s390x). The rest is
+    # room for the largest struct statfs of any Linux ABI (120 bytes on x86_64 and arm64).
+    _fields_ = (
+        ("f_type", ctypes.c_uint if platform.machine() == "s390x" else ctypes.c_long),
+        ("_rest", ctypes.c_char * 256),
+    )
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+#: statfs(2) f_type magic numbers (linux/magic.h) of memory filesystems and of common others, for messages.
+_FS_NAMES = {
+    0x01021994: "tmpfs",
+    0x858458F6: "ramfs",
+    0xEF53: "ext2/ext3/ext4",
+    0x58465342: "xfs",
+    0x9123683E: "btrfs",
+    0x794C7630: "overlay",
+    0x2FC12FC1: "zfs",
+    0x6969: "nfs",
+    0x65735546: "fuse",
+    0x01021997: "9p",
+}
 
 
 def open_dir(path: str | Path, *, dir_fd: int | None = None, follow: bool = False) -> int:

@@ -57,6 +57,7 @@ from injector.dirfd import (
     MEMORY_FILESYSTEMS,
     FileState,
     check_filesystem,
+    filesystem_type,
     link_target,
     lstat_at,
     open_dir,
@@ -163,6 +164,8 @@ class Sink:
             if not self._prepared:
                 self._prepare()
             with self._opened(lock=True) as out:
+                # Again at every publish: a mount over output_dir since prepare() must not get the files.
+                self._check_memory(out, warn=False)  # (1)
                 self._check_top_level(out, wanted)  # (1)
                 stored = self._scan(out)
                 changed = self._changes(out, wanted, stored)
@@ -291,19 +294,23 @@ class Sink:
 
     def _prepare(self) -> None:
         with self._opened(lock=True) as out:
-            fstype = check_filesystem(self.output_dir)
-            if fstype not in MEMORY_FILESYSTEMS:
-                if not self.allow_non_tmpfs:
-                    raise OutputError(
-                        f"{self._where} is on {fstype}, not tmpfs: mount an emptyDir with medium: Memory there, "
-                        "or set allow_non_tmpfs: true"
-                    )
-                logger.warning(
-                    "%s is on %s, not tmpfs: secrets may reach a disk (allow_non_tmpfs)", self._where, fstype
-                )
+            self._check_memory(out, warn=True)
             with self._failing("cleaning up"):
                 self._clean(out)
         self._prepared = True
+
+    def _check_memory(self, out: int, *, warn: bool) -> None:
+        """Refuses an output_dir fd that is not on tmpfs/ramfs, unless allow_non_tmpfs (then warns if ``warn``)."""
+        fstype = filesystem_type(out, self._where)
+        if fstype in MEMORY_FILESYSTEMS:
+            return
+        if not self.allow_non_tmpfs:
+            raise OutputError(
+                f"{self._where} is on {fstype}, not tmpfs: mount an emptyDir with medium: Memory there, "
+                "or set allow_non_tmpfs: true"
+            )
+        if warn:
+            logger.warning("%s is on %s, not tmpfs: secrets may reach a disk (allow_non_tmpfs)", self._where, fstype)
 
     def _clean(self, out: int) -> None:
         live = self._current_name(out)

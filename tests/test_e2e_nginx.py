@@ -115,7 +115,7 @@ def injector_config(
     vault: VaultServer, pki: str, volume: Path, token_file: Path, pidfile: Path, *, tmpfs: bool
 ) -> dict[str, Any]:
     """templates/README.md's nginx config, with a short TTL and a pid file instead of a name."""
-    reload_nginx = [{"signal": "SIGHUP", "pidfile": str(pidfile)}]
+    reload_nginx = [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": "nginx"}]
     vault_config: dict[str, Any] = {
         "address": vault.address,
         "auth": {"method": "token", "token_file": str(token_file)},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ import pytest
 
 from tests.fixtures.sentinel import SENTINEL
 from tests.fixtures.sidecar import Harness, configmap_write, wait_for
+
+#: The process name a pidfile notifier expects: the app is this Python interpreter.
+APP_NAME = Path(sys.executable).name
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +58,7 @@ class TestConfigMapSource:
             base_config(
                 output_dir,
                 [{"contents": "color={{ secret('file:" + str(cm / "color") + "') }}\n", "destination": "app.conf",
-                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}],
+                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME}]}],
             )
         )
         sidecar = harness.sidecar(config)
@@ -73,7 +77,7 @@ class TestConfigMapSource:
             base_config(
                 output_dir,
                 [{"contents": "{{ secret('file:" + str(cm / "color") + "') }}\n", "destination": "a",
-                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}],
+                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME}]}],
             )
         )
         sidecar = harness.sidecar(config)
@@ -98,7 +102,7 @@ class TestConfigMapSource:
                 "output_dir": str(output_dir),
                 "refresh": refresh,
                 "templates": [{"contents": "{{ secret('file:" + str(cm / "n") + "') }}\n", "destination": "n",
-                               "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}],
+                               "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME}]}],
             }
         )
         sidecar = harness.sidecar(config)
@@ -124,7 +128,8 @@ class TestTemplates:
         pidfile = harness.tmp_path / "app-0.pid"
         config = harness.config(
             base_config(output_dir, [{"source": str(template), "destination": "a",
-                                      "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}])
+                                      "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile),
+                                                     "process": APP_NAME}]}])
         )
         harness.sidecar(config).wait_ready()
         app = harness.app(output_dir / "a")
@@ -179,7 +184,7 @@ class TestPolledAws:
             base_config(
                 output_dir,
                 [{"contents": "{{ secret('aws-sm:app/db#password') }}\n", "destination": "pw",
-                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}],
+                  "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME}]}],
                 aws={"region": "us-east-1", "endpoint_url": aws_endpoint},
             )
         )
@@ -305,7 +310,8 @@ class TestLifecycle:
         pidfile = harness.tmp_path / "app-0.pid"
         config = harness.config(
             base_config(output_dir, [{"contents": "same\n", "destination": "a",
-                                      "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}]}])
+                                      "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile),
+                                                     "process": APP_NAME}]}])
         )
         subprocess.run([sys.executable, "-m", "injector", "init", "-c", str(config)], check=True, capture_output=True)
         snapshot = (output_dir / "..data").readlink()

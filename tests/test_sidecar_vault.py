@@ -16,6 +16,9 @@ from tests.fixtures.sentinel import SENTINEL
 from tests.fixtures.sidecar import Harness, wait_for
 from tests.fixtures.vault import AuthSetup, VaultServer, dev_only, unique
 
+#: The process name a pidfile notifier expects: the app is this Python interpreter.
+APP_NAME = Path(sys.executable).name
+
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 
 FAST = {
@@ -87,7 +90,7 @@ class TestDynamicCredentials:
                 {
                     "contents": "{{ secrets.db.username }}",
                     "destination": "db-user",
-                    "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile)}],
+                    "on_change": [{"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME}],
                 },
             ],
             secrets={"db": f"vault:{short_db_role}"},

@@ -6,12 +6,14 @@ import logging
 import os
 import re
 import stat
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from injector.dirfd import filesystem_type
 from injector.errors import ConfigError, OutputError
 from injector.sink import OutputFile, PublishResult, Sink, check_filesystem, read_private, write_private
 from tests.fixtures.sentinel import SENTINEL
@@ -487,7 +489,7 @@ class TestCheckFilesystem:
         """pytest's tmp_path (on the disk here) does not report tmpfs."""
         assert check_filesystem(tmp_path) != "tmpfs"
 
-    def test_longest_mount_point_wins(self, tmpfs: Path) -> None:
+    def test_a_folder_below_a_tmpfs_mount_point_is_tmpfs(self, tmpfs: Path) -> None:
         """A folder below a tmpfs mount point is on that tmpfs, not on the filesystem above."""
         (tmpfs / "a" / "b").mkdir(parents=True)
         assert check_filesystem(tmpfs / "a" / "b") == "tmpfs"
@@ -497,14 +499,97 @@ class TestCheckFilesystem:
         os.symlink(str(tmpfs), tmp_path / "link")
         assert check_filesystem(tmp_path / "link") == "tmpfs"
 
-    def test_escaped_mount_points_are_matched(self, tmp_path: Path) -> None:
-        """A mount point with a space (\\040 in mountinfo) is found."""
+    def test_a_mount_point_with_a_space(self, tmp_path: Path) -> None:
+        """A tmpfs mounted on a path with a space is tmpfs."""
         spaced = tmp_path / "with space"
         mount_tmpfs(spaced, size="1m")
         try:
             assert check_filesystem(spaced) == "tmpfs"
         finally:
             unmount(spaced)
+
+    def test_an_open_folder_is_judged_by_itself_not_by_its_path(self, disk: Path) -> None:
+        """A disk folder opened before a tmpfs is mounted over its path is still on the disk, and the reverse."""
+        on_disk = check_filesystem(disk)
+        fd = os.open(disk, os.O_RDONLY | os.O_DIRECTORY)
+        mount_tmpfs(disk, size="1m")
+        try:
+            fd_over = os.open(disk, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                assert (filesystem_type(fd, "disk"), filesystem_type(fd_over, "disk")) == (on_disk, "tmpfs")
+            finally:
+                os.close(fd_over)
+        finally:
+            os.close(fd)
+            unmount(disk)
+
+    def test_unknown_filesystems_are_named_by_their_magic(self) -> None:
+        """A filesystem without a name in the table is named by its statfs magic number."""
+        fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert filesystem_type(fd, "/proc") == "a filesystem with magic 0x00009fa0"
+        finally:
+            os.close(fd)
+
+
+def bind_mount(source: Path, target: Path) -> None:
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Path:
+    """An empty folder on a disk-backed filesystem (pytest's tmp_path, unless that is in memory)."""
+    if check_filesystem(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip(f"{tmp_path} is in memory; these tests need a disk-backed folder")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root (run the suite as root, as CI does)")
+class TestHiddenByAMount:
+    def test_a_disk_folder_mounted_over_output_dir_later_is_refused(self, output_dir: Path, disk: Path) -> None:
+        """A disk folder bind-mounted over output_dir between publishes gets nothing: publish refuses it."""
+        sink = Sink(output_dir)
+        sink.publish(outputs(GOOD))
+        bind_mount(disk, output_dir)
+        try:
+            with pytest.raises(OutputError, match=f"output_dir {output_dir} is on {check_filesystem(disk)}, not tmpfs"):
+                sink.publish(outputs({**GOOD, "app.env": b"A=2\n"}))
+            assert os.listdir(disk) == []
+        finally:
+            unmount(output_dir)
+
+    def test_tmpfs_hidden_by_a_disk_mount_above_it_is_refused(self, tmp_path: Path, disk: Path) -> None:
+        """A tmpfs at base/t/out hidden by a disk folder mounted on base/t: output_dir base/t/out is the disk's."""
+        out = tmp_path / "t" / "out"
+        mount_tmpfs(out, size="1m")
+        (disk / "out").mkdir()
+        bind_mount(disk, tmp_path / "t")
+        try:
+            # /proc/self/mountinfo still lists the tmpfs at base/t/out, the longest matching mount point.
+            with pytest.raises(OutputError, match=f"is on {check_filesystem(disk)}, not tmpfs"):
+                Sink(out).prepare()
+            assert os.listdir(disk / "out") == []
+        finally:
+            unmount(tmp_path / "t")
+            unmount(out)
+
+    def test_tmpfs_mounted_over_a_disk_mount_is_accepted(self, tmp_path: Path, disk: Path) -> None:
+        """A disk folder at base/t/out hidden by a tmpfs mounted on base/t: output_dir base/t/out is on tmpfs."""
+        out = tmp_path / "t" / "out"
+        out.mkdir(parents=True)
+        bind_mount(disk, out)
+        mount_tmpfs(tmp_path / "t", size="1m")
+        try:
+            out.mkdir()
+            sink = Sink(out)
+            sink.publish(outputs(GOOD))
+            assert visible(out, list(GOOD)) == GOOD
+            assert os.listdir(disk) == []
+        finally:
+            unmount(tmp_path / "t")
+            unmount(out)
 
 
 class TestLogging:

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -424,11 +424,35 @@ class _Parser:
         process = fields.string("process")
         pidfile = fields.file_path("pidfile", self.base)
         child = fields.boolean("child", False)
-        if sum(x is not None and x is not False for x in (process, pidfile, child)) != 1:
+        if sum((process is not None and pidfile is None, pidfile is not None, child)) != 1:
             raise ConfigError(
-                f"{fields.where}: a signal needs exactly one target: process: NAME, pidfile: PATH or child: true"
+                f"{fields.where}: a signal needs exactly one target: process: NAME, pidfile: PATH (with "
+                "process: NAME) or child: true"
             )
-        return SignalNotify(signal=number, process=process, pidfile=pidfile, child=child)
+        if pidfile is not None and process is None:
+            raise fields.error(
+                "process",
+                "is required with pidfile: the executable name the pid in it must have (the app can write "
+                f"its pidfile), e.g. {{signal: SIGHUP, pidfile: {pidfile}, process: nginx}}",
+            )
+        user = self.signal_user(fields)
+        if child and user is not None:
+            raise fields.error("user", "applies to process: and pidfile: targets, not to child: true")
+        return SignalNotify(signal=number, process=process, pidfile=pidfile, child=child, user=user)
+
+    def signal_user(self, fields: _Fields) -> int | Literal["any"] | None:
+        value = fields.get("user")
+        if value is None:
+            return None
+        if value == "any":
+            return "any"
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32 - 1:
+            raise fields.error(
+                "user", f"expected a numeric UID such as 101, or any, got {value!r} (user names are not resolved)"
+            )
+        return value
 
     def refresh(self, fields: _Fields) -> RefreshConfig:
         wait_fields = fields.section("wait")

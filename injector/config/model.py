@@ -14,6 +14,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from injector.refs import Reference
@@ -80,13 +81,18 @@ class AwsConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignalNotify:
     signal: int
+    #: Alone: signal every process with this executable name. With ``pidfile``: the name the pid's
+    #: process must have (the app writes its pidfile, so the pid in it is checked, not trusted).
     process: str | None = None
     pidfile: Path | None = None
     #: exec mode: signal the child injector started.
     child: bool = False
+    #: Whose processes ``process``/``pidfile`` may signal: a UID, ``"any"``, or None for the
+    #: injector's own effective UID (read when the notifier fires).
+    user: int | Literal["any"] | None = None
 
     def describe(self) -> str:
-        target = self.process or (str(self.pidfile) if self.pidfile else "child")
+        target = str(self.pidfile) if self.pidfile else (self.process or "child")
         return f"signal {signal.Signals(self.signal).name} → {target}"
 
 

@@ -9,16 +9,18 @@ Notifiers never see secret values: they get the config's target (process name, U
 Signal targets, in a pod (``shareProcessNamespace: true`` is needed for ``process:``):
 
 * ``process: NAME`` signals every visible process whose executable name (``/proc/PID/comm``, or the
-  basename of ``argv[0]``) is NAME, except ourselves and except processes whose parent also matches:
-  nginx's master gets SIGHUP, its workers (children named nginx too) do not.
-* ``pidfile: PATH`` signals the pid written in PATH.
+  basename of ``argv[0]``) is NAME and that runs as the expected user, except ourselves and except
+  processes whose parent also matches: nginx's master gets SIGHUP, its workers (children named nginx
+  too) do not. Processes it may not signal are skipped; the others still get the signal.
+* ``pidfile: PATH`` with ``process: NAME`` signals the pid written in PATH, if that process is named
+  NAME and runs as the expected user (the app writes its pidfile: the pid is checked, not trusted).
+* ``user: UID`` is the expected user (default: the injector's own effective UID; ``user: any``).
 * ``child: true`` (exec mode) signals the child injector started.
 
-Commands run with the sidecar's own environment, unchanged (so anything in it, such as
-``VAULT_TOKEN`` if you set one there, is visible to the command), stdin from /dev/null, in a new
-session so that a timeout kills the whole process group.
+Commands run with the environment the caller passes (the sidecar's own, without injector's
+credentials and settings), stdin from /dev/null, in a new session so that a timeout kills the whole
+process group. HTTP requests have one deadline for the whole attempt.
 """
-
 
 from __future__ import annotations
 
@@ -40,9 +42,6 @@ class Notifier(Protocol):
     def notify(self) -> None:
         """Makes one attempt; raises :class:`NotifyError` saying what failed and what to check."""
         ...
-
-
-
 
 
 def build_notifier(

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 
 from injector.config.model import CommandNotify
 from injector.errors import NotifyError
@@ -15,12 +14,8 @@ from injector.errors import NotifyError
 logger = logging.getLogger(__name__)
 
 
-#: How much of a failed HTTP response body goes into the error message.
-MAX_BODY_CHARS = 200
 #: How many trailing lines of a failed command's stderr go into the error message.
 STDERR_TAIL_LINES = 5
-_PROC = Path("/proc")
-
 
 
 def _tail(data: bytes, lines: int = STDERR_TAIL_LINES) -> str:

@@ -175,15 +175,11 @@ class Dispatcher:
 
     def fire_due(self) -> int:
         """Fires, in this thread, every notification due now; returns how many fired."""
-        due = self._take(force=False)
+        with self._cond:
+            due = self._take_locked(self._clock())
         for entry, changes in due:
             self._fire(entry, changes)
         return len(due)
-
-    def flush(self) -> None:
-        """Fires, in this thread, every waiting notification now (failures still get retries)."""
-        for entry, changes in self._take(force=True):
-            self._fire(entry, changes)
 
     def start(self) -> None:
         """Starts the daemon thread that fires notifications when they are due."""
@@ -197,7 +193,7 @@ class Dispatcher:
     def stop(self, timeout: float = 5) -> None:
         """Stops the thread and waits up to ``timeout`` seconds for attempts in flight.
 
-        Waiting notifications are not fired: call :meth:`flush` first for that.
+        Waiting notifications are not fired.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -211,16 +207,10 @@ class Dispatcher:
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
 
-    @property
-    def running(self) -> bool:
-        """True while the background thread is alive."""
-        with self._cond:
-            return self._thread is not None and self._thread.is_alive()
-
     def _run(self) -> None:
         with self._cond:
             while not self._stopping:
-                due = self._take_locked(self._clock(), force=False)
+                due = self._take_locked(self._clock())
                 for entry, changes in due:
                     worker = threading.Thread(
                         target=self._fire_in_worker,
@@ -243,16 +233,12 @@ class Dispatcher:
             with self._cond:
                 self._workers.discard(threading.current_thread())
 
-    def _take(self, *, force: bool) -> list[tuple[_Entry, int]]:
-        with self._cond:
-            return self._take_locked(self._clock(), force=force)
-
-    def _take_locked(self, now: float, *, force: bool) -> list[tuple[_Entry, int]]:
-        """Marks every due entry (every waiting one if ``force``) as firing and returns them."""
+    def _take_locked(self, now: float) -> list[tuple[_Entry, int]]:
+        """Marks every due entry as firing and returns them."""
         taken = []
         for entry in self._entries.values():
             due = entry.due(self._wait)
-            if due is None or (due > now and not force):
+            if due is None or due > now:
                 continue
             taken.append((entry, entry.changes))
             entry.firing = True

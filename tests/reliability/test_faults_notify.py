@@ -78,17 +78,28 @@ class NotifyRecord:
     labels: dict[str, str] = field(default_factory=dict)
     after_first: str = ""
     after_second: str = ""
+    #: None while the process a planted pidfile names is still running (it dies of SIGHUP).
+    victim_exit: int | None = None
     http_hits_after_first: int = 0
     file_after_second: str = ""
     log: str = ""
 
 
-FAILING = ["pidfile-of-dead-app", "no-such-process", "http-500", "http-refused", "command-fails"]
+FAILING = [
+    "pidfile-of-dead-app",
+    "pidfile-of-another-process",
+    "no-such-process",
+    "http-500",
+    "http-refused",
+    "command-fails",
+]
+#: The reload helper app runs as the interpreter: its executable name is the interpreter's.
+APP_NAME = Path(sys.executable).name
 
 
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyRecord]:
-    """One sidecar, five templates on one ConfigMap value, each with a notifier that always fails."""
+    """One sidecar, six templates on one ConfigMap value, each with a notifier that always fails."""
     tmp = tmp_path_factory.mktemp("notify")
     out = tmp / "out"
     from tests.fixtures.tmpfs import mount_tmpfs, unmount
@@ -98,10 +109,14 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyRecord]:
     configmap_write(cm, {"v": "1"})
     pidfile = tmp / "app.pid"
     pidfile.write_text(f"{dead_pid()}\n")
+    victim = subprocess.Popen(["sleep", "300"])  # SIGHUP would end it
+    planted = tmp / "planted.pid"
+    planted.write_text(f"{victim.pid}\n")
     server = ReloadServer(status=500)
     closed = f"http://127.0.0.1:{free_port()}/-/reload"
     notifiers: dict[str, dict[str, Any]] = {
-        "pidfile-of-dead-app": {"signal": "SIGHUP", "pidfile": str(pidfile)},
+        "pidfile-of-dead-app": {"signal": "SIGHUP", "pidfile": str(pidfile), "process": "app-7d1f"},
+        "pidfile-of-another-process": {"signal": "SIGHUP", "pidfile": str(planted), "process": "app-7d1f"},
         "no-such-process": {"signal": "SIGHUP", "process": "no-such-app-7d1f"},
         "http-500": {"http": server.url, "method": "POST", "timeout": "2s"},
         "http-refused": {"http": closed, "method": "POST", "timeout": "2s"},
@@ -109,6 +124,7 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyRecord]:
     }
     labels = {
         "pidfile-of-dead-app": f"signal SIGHUP → {pidfile}",
+        "pidfile-of-another-process": f"signal SIGHUP → {planted}",
         "no-such-process": "signal SIGHUP → no-such-app-7d1f",
         "http-500": f"http POST {server.url}",
         "http-refused": f"http POST {closed}",
@@ -158,9 +174,12 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotifyRecord]:
         record.after_second = metrics()
         record.file_after_second = (out / "http-500").read_text()
         record.log = sidecar.logs()
+        record.victim_exit = victim.poll()
         yield record
     finally:
         sidecar.stop()
+        victim.kill()
+        victim.wait(5)
         server.stop()
         unmount(out)
 
@@ -188,6 +207,13 @@ class TestFailingNotifier:
             metric_sum(failing.after_second, "injector_notifications_total", notifier=label, result="error")
             > MAX_NOTIFY_ATTEMPTS
         )
+
+
+def test_a_planted_pidfile_does_not_get_another_process_signalled(failing: NotifyRecord) -> None:
+    """A pidfile naming a process that is not the app's name leaves that process running, and says why."""
+    assert failing.victim_exit is None
+    assert "names pid" in failing.log
+    assert "is not named app-7d1f: not signalled" in failing.log
 
 
 def test_failing_reload_endpoint_gets_one_request_per_attempt(failing: NotifyRecord) -> None:
@@ -223,7 +249,7 @@ def test_a_burst_of_100_changes_is_a_handful_of_renders_and_one_notification_eac
                         "contents": "{{ secret('file:%s') }}\n" % (cm / "n"),
                         "destination": "n",
                         "on_change": [
-                            {"signal": "SIGHUP", "pidfile": str(pidfile)},
+                            {"signal": "SIGHUP", "pidfile": str(pidfile), "process": APP_NAME},
                             {"http": server.url, "method": "POST"},
                         ],
                     }

@@ -1,11 +1,12 @@
-"""The output volume under stress, through real sidecar processes: a tmpfs that fills up, and a
-sidecar SIGKILLed at random moments while a ConfigMap source changes as fast as it can."""
+"""The output volume under stress, through real sidecar processes: a tmpfs that fills up, a disk folder
+mounted over it, and a sidecar SIGKILLed at random moments while a ConfigMap source changes as fast as it can."""
 
 from __future__ import annotations
 
 import os
 import random
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from injector.dirfd import check_filesystem
 from tests.fixtures.sidecar import configmap_write, free_port, wait_for
 from tests.fixtures.tmpfs import mount_tmpfs, unmount
 from tests.reliability.support import (
@@ -130,6 +132,40 @@ class TestOutputFull:
     def test_next_cycle_succeeds_once_space_is_back(self, full: FullRecord) -> None:
         """When the value shrinks again the next publish succeeds, with every file complete."""
         assert full.after == {"big": SMALLER.encode(), "other": b"fixed\n"}
+
+
+# --- a disk folder mounted over output_dir ---------------------------------------------------------
+
+
+def test_a_disk_folder_mounted_over_output_dir_never_gets_a_file(tmp_path: Path, output_dir: Path) -> None:
+    """A disk folder mounted over output_dir while the sidecar runs gets nothing; once gone, publishing resumes."""
+    if check_filesystem(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip(f"{tmp_path} is in memory; this test needs a disk-backed folder")
+    cm, disk = tmp_path / "cm", tmp_path / "disk"
+    disk.mkdir()
+    configmap_write(cm, {"v": "1"})
+    config = write_config(
+        tmp_path / "injector.yaml",
+        {
+            "output_dir": str(output_dir),
+            "refresh": FAST,
+            "templates": [{"contents": "{{ secret('file:" + str(cm / "v") + "') }}", "destination": "v"}],
+        },
+    )
+    sidecar = start_sidecar(tmp_path, config, free_port())
+    try:
+        sidecar.wait_ready()
+        subprocess.run(["mount", "--bind", str(disk), str(output_dir)], check=True)
+        try:
+            configmap_write(cm, {"v": "2"})
+            wait_for(lambda: "not tmpfs" in sidecar.logs(), 10, "the refused publish in the log")
+            assert os.listdir(disk) == []
+        finally:
+            unmount(output_dir)  # the bind mount only: the tmpfs below stays
+        wait_for(lambda: visible_files(output_dir) == {"v": b"2"}, 10, "the change published on the tmpfs")
+        assert os.listdir(disk) == []
+    finally:
+        sidecar.stop()
 
 
 # --- SIGKILL at random moments ---------------------------------------------------------------------

@@ -32,6 +32,9 @@ import yaml
 
 from injector.errors import InjectorError
 
+#: The process name a pidfile notifier expects: the demo app is this Python interpreter.
+APP_NAME = Path(sys.executable).name
+
 __all__ = ["run_demo"]
 
 APP = r"""
@@ -232,7 +235,7 @@ def _write_config(work: Path, output: Path, vault_address: str, aws_url: str) ->
                 "source": "templates/app.env.j2",
                 "destination": "app.env",
                 "mode": "0440",
-                "on_change": [{"signal": "SIGHUP", "pidfile": str(work / "app.pid")}],
+                "on_change": [{"signal": "SIGHUP", "pidfile": str(work / "app.pid"), "process": APP_NAME}],
             },
         ],
         "refresh": {"interval": "1s", "jitter": 0.0, "wait": {"min": "50ms", "max": "500ms"}},

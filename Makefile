@@ -4,12 +4,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
 
 .PHONY: demo test lint bench system-deps venv clean
 
-$(STAMP): pyproject.toml
+# The demo needs the package, the dev Vault (devvault/) and moto; the tests need the test extra too.
+$(DEMO_STAMP): pyproject.toml devvault/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./devvault -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP) pyproject.toml
 	$(BIN)/pip install --quiet -e ./devvault -e '.[test]'
 	touch $(STAMP)
 
@@ -23,7 +29,7 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
 	  else echo "nginx is not installed and cannot be installed here: the nginx test will skip"; fi; }
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(BIN)/injector demo
 
 lint: venv

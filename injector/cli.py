@@ -355,7 +355,7 @@ def dev_vault(
     role `dev` issuing leased credentials.
     """
     configure_logging(log_level, log_format)
-    from devvault.__main__ import serve_forever
+    serve_forever = _devvault("devvault.__main__", "serve_forever")
 
     serve_forever(
         "127.0.0.1", port, root_token, tls, latency=latency, kv_v1_mount=kv_v1_mount, ca_file=ca_file
@@ -371,9 +371,26 @@ def demo(log_level: str, log_format: str) -> None:
     timeline and exits 0 when every change reached the app.
     """
     configure_logging("warning" if log_level == "info" else log_level, log_format)
-    from devvault.demo import run_demo
-
+    run_demo = _devvault("devvault.demo", "run_demo")
     sys.exit(run_demo(click.echo))
+
+
+#: The dev Vault and the demo are a distribution of their own, never installed with injector.
+DEVVAULT_INSTALL = "pip install './devvault[demo]'  (from a checkout of injector; `make demo` does it)"
+
+
+def _devvault(module: str, name: str) -> Any:
+    """Imports ``name`` from the devvault distribution, or exits saying how to install it."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("devvault"):
+            raise
+        click.echo(f"injector: error: this command needs the dev Vault, which is not installed: {DEVVAULT_INSTALL}",
+                   err=True)
+        sys.exit(ConfigError.exit_code)
 
 
 def _read(stream: TextIO | None) -> str:

@@ -227,6 +227,20 @@ class TestEnvironment:
         )
         assert run.env(run.child()) == {"COLOR": "blue", "GREETING": "hello blue!"}
 
+    def test_the_first_render_log_counts_files_and_variables_apart(self, ex: ExecHarness) -> None:
+        """One file and two env: values are logged as 1 file and 2 environment variables."""
+        cm = ex.source(color="blue")
+        run = ex.start(
+            {
+                "env": {"A": f"file:{cm}/color", "B": f"file:{cm}/color"},
+                "templates": [{"contents": "c={{ secret('file:" + f"{cm}/color" + "') }}", "destination": "c"}],
+            }
+        )
+        run.child()
+        logs = run.logs()
+        assert "rendered 1 file(s) (1 changed) and 2 environment variable(s) from 1 reference(s)" in logs
+        assert "first render done: 1 file(s) and 2 in-memory value(s) from 1 reference(s)" in logs
+
     def test_inherited_environment_is_filtered_by_allow_and_deny(self, ex: ExecHarness) -> None:
         """Only variables matching exec.env_allow and not exec.env_deny are inherited."""
         run = ex.start(

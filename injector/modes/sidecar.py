@@ -273,7 +273,12 @@ class Sidecar:
         self._memory = self.engine.memory_values()
         if self.hooks.ready is not None:
             self.hooks.ready(dict(self._memory))
-        logger.info("first render done: %d file(s) from %d reference(s)", self.engine.rendered, len(self.engine.cache))
+        logger.info(
+            "first render done: %d file(s)%s from %d reference(s)",
+            len(self.engine.files()),
+            f" and {len(self._memory)} in-memory value(s)" if self._memory else "",
+            len(self.engine.cache),
+        )
         return True
 
     def _paths_of(self, ref: Reference) -> list[Path]:

@@ -1,5 +1,5 @@
 """The sidecar loop in-process, on an in-memory source: what only timing and state show, without a
-process (the process-level behaviour is in tests/test_sidecar.py)."""
+process (the process-level behaviour is in tests/modes/test_sidecar.py)."""
 
 from __future__ import annotations
 

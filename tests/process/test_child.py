@@ -29,8 +29,8 @@ from injector.process.environment import child_environment
 from injector.process.spawn import exit_code
 from tests.fixtures.sentinel import SENTINEL
 
-ROOT = Path(__file__).resolve().parent.parent
-HELPERS = Path(__file__).resolve().parent / "helpers"
+ROOT = Path(__file__).resolve().parent.parent.parent
+HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 APP = str(HELPERS / "child_app.py")
 ORPHANS = str(HELPERS / "child_orphans.py")
 SUPERVISE = str(HELPERS / "child_supervise.py")

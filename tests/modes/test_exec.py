@@ -26,7 +26,7 @@ from injector.modes.exec import EnvState
 from tests.fixtures.sentinel import SENTINEL
 from tests.fixtures.sidecar import configmap_write, free_port, wait_for
 
-HELPERS = Path(__file__).resolve().parent / "helpers"
+HELPERS = Path(__file__).resolve().parent.parent / "helpers"
 APP = str(HELPERS / "exec_app.py")
 PY = sys.executable
 FAST = {

@@ -143,15 +143,15 @@ def test_revoke_async_is_202(raw: Raw, client: hvac.Client) -> None:
 
 
 def test_lookup_fields(vault: DevVault, client: hvac.Client) -> None:
-    """§5.2 lookup: id, issue_time, expire_time, last_renewal_time, renewable, ttl."""
+    """§5.2 lookup: id, issue_time, expire_time, last_renewal, renewable, ttl."""
     lease_id = client.secrets.database.generate_credentials("dev")["lease_id"]
     data = client.sys.read_lease(lease_id)["data"]
-    assert set(data) == {"id", "issue_time", "expire_time", "last_renewal_time", "renewable",
+    assert set(data) == {"id", "issue_time", "expire_time", "last_renewal", "renewable",
                          "ttl"}
-    assert data["id"] == lease_id and data["last_renewal_time"] is None
+    assert data["id"] == lease_id and data["last_renewal"] is None
     vault.advance_clock(60)
     client.sys.renew_lease(lease_id)
-    assert client.sys.read_lease(lease_id)["data"]["last_renewal_time"] is not None
+    assert client.sys.read_lease(lease_id)["data"]["last_renewal"] is not None
 
 
 def test_expiry_on_server_clock_kills_credentials(vault: DevVault,

@@ -76,8 +76,8 @@ class NamespaceStore:
         return found
 
     def children(self, parent: Namespace) -> list[Namespace]:
-        return [ns for path, ns in self._by_path.items() if path and path.startswith(
-            parent.path) and "/" not in path[len(parent.path):].rstrip("/")]
+        return [ns for path, ns in self._by_path.items() if path != parent.path and
+                path.startswith(parent.path) and "/" not in path[len(parent.path):].rstrip("/")]
 
     def resolve(self, header: str, path: str) -> tuple[Namespace, str]:
         """The request's namespace (header, then leading path segments) and the rest of the path."""

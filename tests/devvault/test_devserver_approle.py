@@ -179,12 +179,21 @@ def test_secret_id_accessor_destroy(vault: DevVault, client: hvac.Client,
 
 
 def test_unknown_accessor_lookup_is_404(raw: Raw, approle: tuple[str, str]) -> None:
-    """secret-id-accessor/lookup of an unknown accessor: 404 with Vault's message."""
+    """secret-id-accessor/lookup of an unknown accessor: 404, an envelope with data.error."""
     resp = raw("POST", "/v1/auth/approle/role/app/secret-id-accessor/lookup",
                json={"secret_id_accessor": "nope"})
     assert resp.status_code == 404
-    assert resp.json() == {"errors": [
-        'failed to find accessor entry for secret_id_accessor: "nope"']}
+    body = resp.json()
+    assert "errors" not in body and body["mount_type"] == ""
+    assert body["data"] == {
+        "error": 'failed to find accessor entry for secret_id_accessor: "nope"'}
+
+
+def test_unknown_accessor_destroy_is_500(client: hvac.Client,
+                                         approle: tuple[str, str]) -> None:
+    """secret-id-accessor/destroy of an unknown accessor: Vault's plain error, a 500."""
+    with pytest.raises(exceptions.InternalServerError, match="failed to find accessor entry"):
+        client.auth.approle.destroy_secret_id_accessor("app", "nope")
 
 
 def test_wrapped_secret_id(vault: DevVault, client: hvac.Client,

@@ -137,3 +137,10 @@ def test_default_policy_may_wrap_and_unwrap(client: hvac.Client,
     user = token_client(token)
     wrapped = user.sys.wrap({"x": "y"})["wrap_info"]["token"]
     assert user.sys.unwrap(wrapped)["data"] == {"x": "y"}
+
+
+def test_wrap_without_wrap_ttl_is_400(raw: Raw) -> None:
+    """sys/wrapping/wrap without X-Vault-Wrap-TTL: 400 with Vault's message."""
+    resp = raw("POST", "/v1/sys/wrapping/wrap", json={"a": "b"})
+    assert resp.status_code == 400
+    assert resp.json() == {"errors": ["endpoint requires response wrapping to be used"]}

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 from devvault.mounts import Mount, route, unsupported_op
 from devvault.params import get_bool, get_duration, get_int, get_map, get_str, rfc3339
 from devvault.tokens import TokenParams, auth_block
-from devvault.wire import Reply, Request, VaultError, new_uuid, no_content, ok
+from devvault.wire import (
+    Reply,
+    Request,
+    VaultError,
+    encode,
+    envelope,
+    multierror,
+    new_uuid,
+    no_content,
+    ok,
+)
 
 if TYPE_CHECKING:
     from devvault.core import Core
@@ -126,7 +136,11 @@ class AppRoleBackend:
                       if v.accessor == accessor and v.role == role.name), None)
         if found is None:
             message = f'failed to find accessor entry for secret_id_accessor: "{accessor}"'
-            raise VaultError(404 if name == "accessor-lookup" else 400, message)
+            if name == "accessor-destroy":  # a plain Go error in Vault: 500
+                raise VaultError(500, multierror(message))
+            # logical.RespondWithStatusCode(ErrorResponse(…), 404): an envelope, no "errors".
+            body = envelope(req, data={"error": message}, mount_type="")
+            return Reply(status=404, body=encode(body, newline=False))
         if name == "accessor-lookup":
             return ok(req, self._secret_id_data(self._secret_ids[found]))
         del self._secret_ids[found]

@@ -85,7 +85,7 @@ class Wrapper:
             raise unsupported_op()
         if op == "wrap":
             if not req.wrap_ttl:
-                raise VaultError(400, "wrap ttl not specified")
+                raise VaultError(400, "endpoint requires response wrapping to be used")
             return ok(req, dict(req.data) or None)
         token, entry = self._entry(req)
         if op == "lookup":

@@ -89,10 +89,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         body = self._body()
+        # The TLS facts travel beside the request, in this (the connection's) thread, so that
+        # nothing a client sends can pose as them and _serve keeps its four arguments.
         tls = isinstance(self.connection, ssl.SSLSocket)
-        peer = self.connection.getpeercert(binary_form=True) if tls else None
+        self.server.vault._connection.tls = tls
+        self.server.vault._connection.client_cert = (
+            self.connection.getpeercert(binary_form=True) if tls else None)
         reply = self.server.vault._serve(self.command, self.path, dict(self.headers.items()),
-                                         body, tls=tls, client_cert=peer)
+                                         body)
         if reply is None:
             self.close_connection = True
             return

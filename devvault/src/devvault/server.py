@@ -79,6 +79,8 @@ class DevVault:
         self._outage = False
         self._log: list[tuple[str, str]] = []
         self._client_cas: list[str] = []
+        #: Per connection thread: ``tls`` and the DER ``client_cert`` (set by the listener).
+        self._connection = threading.local()
         self._random = random.Random()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -256,8 +258,7 @@ class DevVault:
     # -- one request -----------------------------------------------------------------------------
 
     def _serve(self, method: str, target: str, headers: dict[str, str],
-               body: bytes, *, tls: bool = False,
-               client_cert: bytes | None = None) -> Reply | None:
+               body: bytes) -> Reply | None:
         with self._knobs:
             outage, latency = self._outage, self._latency
             rate, status, paths = self._error_rate, self._error_status, self._error_paths
@@ -281,7 +282,8 @@ class DevVault:
         lower = {name.lower(): value for name, value in headers.items()}
         try:
             req = self._request(method, url.query, path, lower, body)
-            req.tls, req.client_cert = tls, client_cert
+            req.tls = getattr(self._connection, "tls", False)
+            req.client_cert = getattr(self._connection, "client_cert", None)
             return self._core.handle(req)
         except VaultError as exc:
             return exc.reply()

@@ -144,3 +144,19 @@ def test_wrap_without_wrap_ttl_is_400(raw: Raw) -> None:
     resp = raw("POST", "/v1/sys/wrapping/wrap", json={"a": "b"})
     assert resp.status_code == 400
     assert resp.json() == {"errors": ["endpoint requires response wrapping to be used"]}
+
+
+def test_auth_cubbyhole_adopts_a_wrapped_login(vault: DevVault, client: hvac.Client) -> None:
+    """§6 hvac auth_cubbyhole unwraps a wrapped login and adopts the token inside."""
+    client.sys.enable_auth_method("approle")
+    client.auth.approle.create_or_update_approle("app", token_policies=["default"])
+    role_id = client.auth.approle.read_role_id("app")["data"]["role_id"]
+    secret_id = client.auth.approle.generate_secret_id("app")["data"]["secret_id"]
+    resp = requests.post(vault.address + "/v1/auth/approle/login", timeout=5,
+                         headers={"X-Vault-Wrap-TTL": "60"},
+                         json={"role_id": role_id, "secret_id": secret_id})
+    info = resp.json()["wrap_info"]
+    assert info["creation_path"] == "auth/approle/login" and info["wrapped_accessor"]
+    user = hvac.Client(url=vault.address)
+    user.auth_cubbyhole(info["token"])
+    assert user.auth.token.lookup_self()["data"]["accessor"] == info["wrapped_accessor"]

@@ -337,6 +337,14 @@ def render(
 @click.option("--tls", is_flag=True, help="Serve https with a fresh CA (see --ca-file).")
 @click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), help="With --tls: write the CA PEM here.")
 @click.option("--kv-v1-mount", help="Also mount a KV v1 engine at this path.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    default=("app",),
+    show_default=True,
+    help="Also create this pki/ and database/ role (repeatable); `app` is the README's example role.",
+)
 @logging_options
 def dev_vault(
     port: int,
@@ -345,20 +353,21 @@ def dev_vault(
     tls: bool,
     ca_file: Path | None,
     kv_v1_mount: str | None,
+    roles: tuple[str, ...],
     log_level: str,
     log_format: str,
 ) -> None:
     """Run the in-memory, Vault-API-compatible dev server on 127.0.0.1 until SIGTERM.
 
     For tests, the demo and local development; never production. It starts like
-    `vault server -dev`: KV v2 at secret/, a pki/ mount with role `dev`, a database/ mount with
-    role `dev` issuing leased credentials.
+    `vault server -dev`: KV v2 at secret/, a pki/ mount and a database/ mount (issuing leased
+    credentials), each with role `dev` and the --role roles (default: `app`, as in the README).
     """
     configure_logging(log_level, log_format)
     serve_forever = _devvault("devvault.__main__", "serve_forever")
 
     serve_forever(
-        "127.0.0.1", port, root_token, tls, latency=latency, kv_v1_mount=kv_v1_mount, ca_file=ca_file
+        "127.0.0.1", port, root_token, tls, latency=latency, kv_v1_mount=kv_v1_mount, ca_file=ca_file, roles=roles
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import random
 import re
@@ -21,6 +22,7 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -176,6 +178,23 @@ class DevVault:
     def ca_pem(self) -> str | None:
         """PEM of the CA that signed the TLS listener's certificate (None without TLS)."""
         return self._ca_pem
+
+    def add_dev_role(self, name: str) -> None:
+        """Creates a ``pki/`` and a ``database/`` role ``name`` like ``dev``, through the HTTP API."""
+        context = ssl.create_default_context(cadata=self._ca_pem) if self._ca_pem else None
+        bodies = {
+            f"pki/roles/{name}": {"allow_any_name": True, "key_type": "ec", "ttl": "24h", "max_ttl": "720h"},
+            f"database/roles/{name}": {"db_name": "dev", "default_ttl": 3600, "max_ttl": 86400},
+        }
+        for path, body in bodies.items():
+            request = urllib.request.Request(  # noqa: S310 - our own loopback http(s) address
+                f"{self.address}/v1/{path}",
+                data=json.dumps(body).encode(),
+                headers={"X-Vault-Token": self._root_token, "Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10, context=context):  # noqa: S310 - our own loopback address
+                pass
 
     # -- knobs -----------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ class Sidecar:
         self.sink = Sink(config.output_dir, allow_non_tmpfs=config.allow_non_tmpfs)
         self.scheduler = Scheduler(config.refresh)
         self.registry = Registry()
-        self.metrics = standard_metrics(self.registry)
+        self.metrics = standard_metrics(self.registry, sources=lambda: self.engine.sources)
         self.dispatcher = Dispatcher(
             config.refresh.wait,
             min_backoff=config.refresh.min_backoff,
@@ -340,7 +340,6 @@ class Sidecar:
             self.metrics.backend_errors.labels(source=ref.scheme, operation="renew", kind=type(exc).__name__).inc()
             logger.warning("renewing %s failed (%s); fetching a new one", ref, exc)
             return False
-        self.metrics.backend_calls.labels(source=ref.scheme, operation="renew").inc()
         self.engine.cache[ref] = renewed
         entry = self.scheduler.track(ref, renewed, renewed=True)
         logger.info(
@@ -461,7 +460,6 @@ class Sidecar:
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
     def _observe_fetch(self, scheme: str, seconds: float, count: int, failed: int) -> None:
-        self.metrics.backend_calls.labels(source=scheme, operation="fetch").inc()
         self.metrics.fetch_duration.labels(source=scheme).observe(seconds)
         if failed:
             self.metrics.backend_errors.labels(source=scheme, operation="fetch", kind="error").inc(failed)

@@ -38,8 +38,8 @@ __all__ = [
     "standard_metrics",
 ]
 
-#: The Content-Type of :meth:`Registry.render`'s output (the text format 0.0.4).
-CONTENT_TYPE = prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
+#: The Content-Type of :meth:`Registry.render`'s output: ``generate_latest`` writes the text format 0.0.4.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # A ``_created`` sample per counter and histogram child doubles the series and no dashboard of
 # ours reads it. The switch is process-wide in prometheus-client; this process is the injector.

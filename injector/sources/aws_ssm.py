@@ -28,15 +28,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from injector.errors import NotFoundError, SourceError
 from injector.refs import Reference, Secret
 from injector.sources import Fetched
-from injector.sources._aws import (
-    AwsContext,
-    as_records,
-    build_client,
-    chunked,
-    count_calls,
-    relabel,
-    run_concurrently,
-)
+from injector.sources._aws import AwsContext, as_records, build_client, chunked, count_calls, relabel, run_concurrently
 
 if TYPE_CHECKING:
     from injector.config.model import Config

@@ -4,6 +4,11 @@
 200 ``ok`` or 503 with the reason as plain text, e.g. ``waiting for first render`` or
 ``stale: vault:secret/app last refreshed 16m ago (max_stale 15m)``. ``/metrics`` is the registry in
 the Prometheus text format. Anything else is 404. GET and HEAD only; requests are logged at DEBUG.
+
+Connections are served by at most ``max_connections`` threads (HTTP/1.1 keep-alive: a connection
+keeps its thread until it closes or idles for ``IDLE_TIMEOUT``). A connection beyond that waits
+``BUSY_WAIT`` for a free thread, then gets 503 and is closed. Errors are logged in one line, never
+as a traceback on stderr.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import logging
 import os
 import selectors
 import socket
+import sys
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from injector.errors import ConfigError
 from injector.metrics import CONTENT_TYPE, Registry
@@ -24,6 +30,16 @@ __all__ = ["HealthServer", "parse_address"]
 logger = logging.getLogger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
+
+#: Seconds a keep-alive connection may sit idle (or a request take to arrive) before it is closed.
+IDLE_TIMEOUT = 15.0
+#: Seconds a connection beyond ``max_connections`` waits for a free thread before its 503.
+BUSY_WAIT = 1.0
+_BUSY_BODY = b"busy: too many connections to the health server\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s"
+) % (len(_BUSY_BODY), _BUSY_BODY)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -35,17 +51,55 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(HTTPServer):
+    """Accepts on the health thread; serves each connection on a thread of its own, at most
+    ``max_connections`` at once."""
+
     # handle_request() is only called once select() saw a connection: never wait in it.
     timeout = 0
 
-    def __init__(self, address: tuple[str, int], health: HealthServer) -> None:
+    def __init__(self, address: tuple[str, int], health: HealthServer, max_connections: int) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.health = health
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        if not self._slots.acquire(timeout=BUSY_WAIT):
+            logger.warning("health server busy: refused a connection from %s with 503", client_address[0])
+            try:
+                request.settimeout(BUSY_WAIT)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), name="injector-health-conn", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _serve_connection(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except OSError as exc:
+            # The client went away mid-response (reset, broken pipe): its business, not an error.
+            logger.debug("health connection from %s ended: %s", client_address[0], exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler must not end the server
+            logger.error("health connection from %s failed: %s: %s", client_address[0], type(exc).__name__, exc)  # noqa: TRY400
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Logs one line where socketserver would print a traceback to stderr."""
+        exc = sys.exc_info()[1]
+        logger.error("health server: %s: %s", type(exc).__name__, exc)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body in one segment; without this, keep-alive clients meet delayed ACK (~40 ms).
     disable_nagle_algorithm = True
     # Idle keep-alive connections give their thread back after this many seconds.
-    timeout = 30
+    timeout = IDLE_TIMEOUT
     server_version = "injector"
     sys_version = ""
 
@@ -75,8 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             try:
                 status, body, content_type = 200, health.registry.render(), CONTENT_TYPE
-            except Exception:
-                logger.exception("rendering /metrics failed")
+            except Exception as exc:  # noqa: BLE001 - answered 500, logged in one line
+                logger.error("rendering /metrics failed: %s: %s", type(exc).__name__, exc)  # noqa: TRY400
                 status, body = 500, "rendering metrics failed; see the sidecar log\n"
         else:
             status, body = 404, "not found: try /healthz, /readyz or /metrics\n"
@@ -93,8 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _check(check: Check, what: str) -> tuple[int, str]:
         try:
             ok, reason = check()
-        except Exception as exc:
-            logger.exception("the %s check failed", what)
+        except Exception as exc:  # noqa: BLE001 - answered 503, logged in one line
+            logger.error("the %s check failed: %s: %s", what, type(exc).__name__, exc)  # noqa: TRY400
             return 503, f"{what} check failed: {type(exc).__name__}\n"
         if ok:
             return 200, "ok\n"
@@ -113,11 +167,15 @@ class HealthServer:
         live: returns (ok, reason) for ``/healthz``.
         ready: returns (ok, reason) for ``/readyz``.
         registry: rendered by ``/metrics``.
+        max_connections: connections served at once (one thread each); more wait, then get 503.
     """
 
-    def __init__(self, address: str, *, live: Check, ready: Check, registry: Registry) -> None:
+    def __init__(
+        self, address: str, *, live: Check, ready: Check, registry: Registry, max_connections: int = 8
+    ) -> None:
         self.host, self._port = parse_address(address)
         self.live, self.ready, self.registry = live, ready, registry
+        self.max_connections = max(1, max_connections)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -138,7 +196,7 @@ class HealthServer:
         if self._server is not None:
             return
         try:
-            self._server = _Server((self.host, self._port), self)
+            self._server = _Server((self.host, self._port), self, self.max_connections)
         except OSError as exc:
             raise ConfigError(
                 f"health.address: cannot listen on {self.host}:{self._port}: {exc.strerror or exc}"

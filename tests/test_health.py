@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -112,20 +117,153 @@ class TestMetricsEndpoint:
         assert b"demo_total 1.0\n" in body
 
 
+def assert_one_connection_serves(port: int, paths: list[str]) -> None:
+    """Sends each path on one HTTPConnection and asserts every response came on the same socket
+    (http.client would silently reconnect after a server's close)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.connect()
+        first = conn.sock
+        local = first.getsockname()
+        for path in paths:
+            conn.request("GET", path)
+            conn.getresponse().read()
+            assert conn.sock is first, f"the server closed the connection after {path}"
+            assert conn.sock.getsockname() == local, f"a new connection served {path}"
+    finally:
+        conn.close()
+
+
+class _ClosingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class closing_server:
+    """A server on 127.0.0.1 that answers and closes every connection (HTTP/1.1, Connection: close)."""
+
+    def __enter__(self) -> int:
+        self.server = HTTPServer(("127.0.0.1", 0), _ClosingHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return int(self.server.server_address[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def idle_connection(port: int) -> socket.socket:
+    """A connection that sends nothing: it holds a server thread until the idle timeout."""
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+class TestConcurrency:
+    def test_connections_beyond_the_bound_get_503(self) -> None:
+        """With 2 connections held open, a third gets 503 busy and no third serving thread starts."""
+        server = HealthServer(
+            "127.0.0.1:0", live=lambda: (True, ""), ready=lambda: (True, ""), registry=Registry(), max_connections=2
+        )
+        server.start()
+        held = [idle_connection(server.port) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 5
+            while sum(t.name == "injector-health-conn" for t in threading.enumerate()) < 2:
+                assert time.monotonic() < deadline, "the held connections were never served"
+                time.sleep(0.01)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (503, b"busy: too many connections to the health server\n")
+            conn.close()
+            assert sum(t.name == "injector-health-conn" for t in threading.enumerate()) == 2
+        finally:
+            for sock in held:
+                sock.close()
+            server.stop()
+
+    def test_a_freed_slot_serves_again(self) -> None:
+        """Once a held connection closes, the next request is served normally."""
+        server = HealthServer(
+            "127.0.0.1:0", live=lambda: (True, ""), ready=lambda: (True, ""), registry=Registry(), max_connections=1
+        )
+        server.start()
+        try:
+            held = idle_connection(server.port)
+            held.close()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+        finally:
+            server.stop()
+
+
+class TestErrors:
+    def test_a_failing_check_is_logged_in_one_line(self, served: Served, caplog: pytest.LogCaptureFixture) -> None:
+        """A check that raises is logged as one ERROR line without a traceback."""
+
+        def broken() -> tuple[bool, str]:
+            raise RuntimeError("bug")
+
+        served.server.ready = broken
+        with caplog.at_level(logging.ERROR, logger="injector.health"):
+            assert served.request("/readyz")[0] == 503
+        assert [(r.getMessage(), r.exc_info) for r in caplog.records] == [
+            ("the readiness check failed: RuntimeError: bug", None)
+        ]
+
+    def test_a_client_reset_prints_no_traceback(
+        self, served: Served, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client that resets the connection before its answer costs one DEBUG line, no traceback."""
+        reset, answered = threading.Event(), threading.Event()
+
+        def slow() -> tuple[bool, str]:
+            reset.wait(5)
+            answered.set()
+            return True, ""
+
+        served.server.live = slow
+        with caplog.at_level(logging.DEBUG, logger="injector.health"):
+            sock = socket.create_connection(("127.0.0.1", served.server.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # linger 0: an RST, so the server's write fails
+            reset.set()
+            deadline = time.monotonic() + 5
+            while not any("ended" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the reset connection was never logged"
+                time.sleep(0.01)
+        assert answered.is_set()
+        assert "Traceback" not in capfd.readouterr().err
+        assert all(r.exc_info is None for r in caplog.records)
+        assert served.request("/healthz")[0] == 200
+
+
 class TestServer:
     def test_port_zero_picks_a_free_port(self, served: Served) -> None:
         """With port 0 the actual port is reported after start."""
         assert served.server.port > 0
 
     def test_keep_alive_serves_several_requests(self, served: Served) -> None:
-        """One HTTP/1.1 connection serves several requests (probes reuse connections)."""
-        conn = http.client.HTTPConnection("127.0.0.1", served.server.port, timeout=5)
-        try:
-            for path in ("/healthz", "/readyz", "/metrics"):
-                conn.request("GET", path)
-                conn.getresponse().read()
-        finally:
-            conn.close()
+        """One HTTP/1.1 connection serves several requests (probes and scrapes reuse connections)."""
+        assert_one_connection_serves(served.server.port, ["/healthz", "/readyz", "/metrics"])
+
+    def test_keep_alive_check_fails_against_a_closing_server(self) -> None:
+        """The keep-alive check fails against a server that closes the connection after each response."""
+        with closing_server() as port, pytest.raises(AssertionError, match="connection"):
+            assert_one_connection_serves(port, ["/a", "/b"])
 
     def test_address_in_use_is_a_config_error(self, served: Served) -> None:
         """A second server on a taken port raises ConfigError naming the address."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from injector import inotify
+from injector import inotify, watch
 from injector.watch import Watcher
 from tests.fixtures.sidecar import configmap_write, wait_for
 
@@ -33,36 +33,45 @@ def collector() -> Collector:
     return Collector()
 
 
-def started(paths: list[Path], collector: Collector) -> Watcher:
-    watcher = Watcher(paths, collector, debounce_ms=20)
+#: Both ways of watching: inotify (where the kernel has it) and watchfiles' public API.
+WAYS = [
+    pytest.param(False, id="inotify", marks=pytest.mark.skipif(not inotify.available(), reason="Linux only")),
+    pytest.param(True, id="watchfiles"),
+]
+
+
+def started(paths: list[Path], collector: Collector, *, portable: bool = False) -> Watcher:
+    watcher = Watcher(paths, collector, debounce_ms=20, portable=portable)
     watcher.start()
+    assert (watcher._inotify is None) == (portable or not inotify.available())
     return watcher
 
 
-class TestWatcher:
-    def test_plain_edit_is_reported(self, tmp_path: Path, collector: Collector) -> None:
+@pytest.mark.parametrize("portable", WAYS)
+class TestBothWays:
+    def test_plain_edit_is_reported(self, tmp_path: Path, collector: Collector, portable: bool) -> None:
         """Rewriting a watched file reports it."""
         path = tmp_path / "app.j2"
         path.write_text("a")
-        watcher = started([path], collector)
+        watcher = started([path], collector, portable=portable)
         try:
             path.write_text("bb")
             wait_for(lambda: path in collector.all(), 5, "the edit")
         finally:
             watcher.stop()
 
-    def test_configmap_swap_is_reported(self, tmp_path: Path, collector: Collector) -> None:
+    def test_configmap_swap_is_reported(self, tmp_path: Path, collector: Collector, portable: bool) -> None:
         """A kubelet-style ..data swap reports the file behind it, though the file got no write."""
         cm = tmp_path / "cm"
         configmap_write(cm, {"color": "blue", "size": "1"})
-        watcher = started([cm / "color"], collector)
+        watcher = started([cm / "color"], collector, portable=portable)
         try:
             configmap_write(cm, {"color": "red", "size": "1"})
             wait_for(lambda: cm / "color" in collector.all(), 5, "the swap")
         finally:
             watcher.stop()
 
-    def test_nested_item_under_a_symlinked_folder(self, tmp_path: Path, collector: Collector) -> None:
+    def test_nested_item_under_a_symlinked_folder(self, tmp_path: Path, collector: Collector, portable: bool) -> None:
         """An item at sub/x (sub -> ..data/sub) is seen when ..data is swapped above it, twice."""
         cm = tmp_path / "cm"
         cm.mkdir()
@@ -82,12 +91,43 @@ class TestWatcher:
                 (cm / old).rmdir()
 
         publish("1")
-        watcher = started([cm / "sub" / "x"], collector)
+        watcher = started([cm / "sub" / "x"], collector, portable=portable)
         try:
             for text in ("2", "3"):
                 collector.seen.clear()
                 publish(text)
                 wait_for(lambda: cm / "sub" / "x" in collector.all(), 5, f"swap to {text}")
+        finally:
+            watcher.stop()
+
+    def test_stop_ends_the_thread(self, tmp_path: Path, collector: Collector, portable: bool) -> None:
+        """stop() returns promptly and the thread is gone."""
+        path = tmp_path / "f"
+        path.write_text("x")
+        watcher = started([path], collector, portable=portable)
+        watcher.stop()
+        assert watcher._thread is not None
+        assert not watcher._thread.is_alive()
+
+
+class TestWatcher:
+    def test_watchfiles_events_report_an_edit(
+        self, tmp_path: Path, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """On the portable path an edit is reported by watchfiles' events, not by the periodic check."""
+        monkeypatch.setattr(watch, "_PORTABLE_CHECK_MS", 60_000)
+        path = tmp_path / "f"
+        path.write_text("x")
+        watcher = started([path], collector, portable=True)
+        try:
+            # Edits until one is seen: the first ones may come before watchfiles' watches exist.
+            deadline = time.monotonic() + 5
+            n = 0
+            while path not in collector.all():
+                assert time.monotonic() < deadline, "watchfiles never reported the edits"
+                n += 1
+                path.write_text("y" * n)
+                time.sleep(0.05)
         finally:
             watcher.stop()
 
@@ -128,14 +168,26 @@ class TestWatcher:
         finally:
             watcher.stop()
 
-    def test_stop_ends_the_thread(self, tmp_path: Path, collector: Collector) -> None:
-        """stop() returns promptly and the thread is gone."""
+    @pytest.mark.skipif(not inotify.available(), reason="inotify is Linux-only")
+    def test_inotify_failure_falls_back_to_watchfiles(
+        self, tmp_path: Path, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When inotify cannot be set up (instances exhausted), watchfiles watches and sees an edit."""
+
+        def exhausted(folders: object) -> inotify.Inotify:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(inotify, "Inotify", exhausted)
         path = tmp_path / "f"
         path.write_text("x")
-        watcher = started([path], collector)
-        watcher.stop()
-        assert watcher._thread is not None
-        assert not watcher._thread.is_alive()
+        watcher = Watcher([path], collector, debounce_ms=20)
+        watcher.start()
+        try:
+            assert watcher._inotify is None
+            path.write_text("yy")
+            wait_for(lambda: path in collector.all(), 5, "the edit")
+        finally:
+            watcher.stop()
 
 
 def test_a_busy_neighbour_does_not_postpone_the_report(tmp_path: Path, collector: Collector) -> None:

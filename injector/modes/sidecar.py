@@ -93,7 +93,7 @@ class Sidecar:
         self._started = started
         self.scheduler = Scheduler(config.refresh)
         self.registry = Registry()
-        self.metrics = standard_metrics(self.registry)
+        self.metrics = standard_metrics(self.registry, sources=lambda: self.engine.sources)
         self.dispatcher = Dispatcher(
             config.refresh.wait,
             min_backoff=config.refresh.min_backoff,
@@ -395,7 +395,6 @@ class Sidecar:
             return False
         if renewed is None:
             return False
-        self.metrics.backend_calls.labels(source=ref.scheme, operation="renew").inc()
         self._track(ref, renewed, renewed=True)
         entry = self.scheduler.entries[ref]
         logger.info(
@@ -517,7 +516,6 @@ class Sidecar:
         self.metrics.ready.set(1 if self.ready()[0] else 0)
 
     def _observe_fetch(self, scheme: str, seconds: float, count: int, failed: int) -> None:
-        self.metrics.backend_calls.labels(source=scheme, operation="fetch").inc()
         self.metrics.fetch_duration.labels(source=scheme).observe(seconds)
         if failed:
             self.metrics.backend_errors.labels(source=scheme, operation="fetch", kind="error").inc(failed)

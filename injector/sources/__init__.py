@@ -12,6 +12,7 @@ import their module (and hvac / boto3) only when a reference of that scheme is u
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SOURCES",
+    "CallCounter",
+    "CountedSource",
     "Fetched",
     "Lease",
     "LeasedSource",
@@ -154,6 +157,33 @@ class StatefulSource(Protocol):
     def revoke_session(self) -> None:
         """Revokes the session's own credentials (``--revoke-on-exit``)."""
         ...
+
+
+class CallCounter:
+    """The requests a source's client really sent, by (operation, kind); thread-safe.
+
+    ``operation`` is what a request was for (``fetch``, ``renew``, ``login``, ``lookup``,
+    ``revoke``); ``kind`` is the backend's name for it (the AWS API, the HTTP method for Vault).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, operation: str, kind: str) -> None:
+        with self._lock:
+            self._counts[operation, kind] = self._counts.get((operation, kind), 0) + 1
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+@runtime_checkable
+class CountedSource(Protocol):
+    """A source that counts its real API calls (``injector_backend_calls_total`` reads them)."""
+
+    calls: CallCounter
 
 
 SourceFactory = Callable[["Config"], Source]

@@ -41,6 +41,7 @@ from injector.errors import (
     SourceError,
     UnavailableError,
 )
+from injector.sources import CallCounter
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -51,6 +52,7 @@ __all__ = [
     "as_records",
     "build_client",
     "chunked",
+    "count_calls",
     "describe_credentials",
     "map_aws_error",
     "map_error_code",
@@ -195,6 +197,18 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
         aws.max_attempts,
     )
     return client, lambda: describe_credentials(session)
+
+
+def count_calls(client: Any) -> CallCounter:
+    """Counts every HTTP request ``client`` sends (each attempt of a retried call) by API name."""
+    calls = CallCounter()
+
+    def sent(event_name: str, **kwargs: object) -> None:
+        # A handler of before-send that returned a response would replace the request: never.
+        calls.add("fetch", event_name.rsplit(".", 1)[-1])
+
+    client.meta.events.register("before-send.*", sent)
+    return calls
 
 
 def pin_loggers() -> None:

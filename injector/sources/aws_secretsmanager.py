@@ -64,6 +64,7 @@ from injector.sources._aws import (
     as_records,
     build_client,
     chunked,
+    count_calls,
     map_error_code,
     relabel,
     run_concurrently,
@@ -114,6 +115,7 @@ class SecretsManagerSource(SourceDefaults):
         self._max_concurrency = max_concurrency
         self._max_bytes = max_secret_bytes
         self._ctx = AwsContext.of("Secrets Manager", client, credentials)
+        self.calls = count_calls(client)
         self._lock = threading.Lock()
         self._batch_denied = False
 

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Protocol, cast
 from injector.errors import NotFoundError, SourceError
 from injector.refs import Reference, Secret
 from injector.sources import Fetched, SourceDefaults
-from injector.sources._aws import AwsContext, as_records, build_client, chunked, relabel, run_concurrently
+from injector.sources._aws import (
+    AwsContext,
+    as_records,
+    build_client,
+    chunked,
+    count_calls,
+    relabel,
+    run_concurrently,
+)
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -74,6 +82,7 @@ class SsmSource(SourceDefaults):
         self._max_concurrency = max_concurrency
         self._max_bytes = max_secret_bytes
         self._ctx = AwsContext.of("SSM Parameter Store", client, credentials)
+        self.calls = count_calls(client)
 
     def describe(self, ref: Reference) -> str:
         """Returns ``aws.ssm(NAME)`` or ``aws.ssm(/PATH/)``."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -49,7 +50,7 @@ from injector.errors import (
     UnavailableError,
 )
 from injector.refs import Reference, Secret
-from injector.sources import Fetched, Lease, SourceDefaults
+from injector.sources import CallCounter, Fetched, Lease, SourceDefaults
 from injector.sources.vault_auth import (
     TRANSIENT_STATUSES,
     VaultAuthenticator,
@@ -72,6 +73,20 @@ for _name in ("hvac", "urllib3"):
 _NOT_BODY = frozenset({"version", "refresh"})
 #: Mount types whose reads are plain reads, neither KV nor leased engines.
 _PLAIN_TYPES = frozenset({"cubbyhole", "system", "identity", "transit", "totp", "ns_system", "pki"})
+#: Token endpoints → the operation a call to them counts as (anything else under auth/ is a login).
+_TOKEN_OPERATIONS = {"renew-self": "renew", "lookup-self": "lookup", "revoke-self": "revoke"}
+
+
+def _operation(path: str) -> str:
+    """What a request to ``/v1/PATH`` was for, as ``injector_backend_calls_total`` labels it."""
+    if path.startswith("auth/token/"):
+        return _TOKEN_OPERATIONS.get(path.removeprefix("auth/token/"), "fetch")
+    if path.startswith("auth/") and path.endswith("/login"):
+        return "login"
+    if path.startswith("sys/leases/"):
+        action = path.split("/")[2]
+        return action if action in ("renew", "revoke", "lookup") else "fetch"
+    return "fetch"
 
 
 def build_vault_source(config: Config) -> VaultSource:
@@ -154,6 +169,9 @@ class VaultSource(SourceDefaults):
         self._local = threading.local()
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._pool: ThreadPoolExecutor | None = None
+        #: Every answered HTTP request, counted by a response hook on each session (auth's too).
+        self.calls = CallCounter()
+        client.adapter.session.hooks["response"].append(self._count)
 
     @property
     def authenticator(self) -> VaultAuthenticator:
@@ -405,10 +423,16 @@ class VaultSource(SourceDefaults):
             adapter = type(base).from_adapter(base)
             # from_adapter shares the base session; verify/cert/timeout still travel per request.
             adapter.session = requests.Session()
+            adapter.session.hooks["response"].append(self._count)
             with self._lock:
                 self._sessions.add(adapter.session)
             self._local.adapter = adapter
         return adapter
+
+    def _count(self, response: requests.Response, *args: object, **kwargs: object) -> None:
+        request = response.request
+        path = urllib.parse.urlsplit(request.url or "").path.removeprefix("/v1/")
+        self.calls.add(_operation(path), request.method or "GET")
 
     def _request(
         self, method: str, path: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None

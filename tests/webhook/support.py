@@ -27,7 +27,9 @@ def admission(**kwargs: Any) -> Admission:
     return Admission(Settings(image=IMAGE), **kwargs)
 
 
-def review(pod: dict[str, Any], namespace: str = "shop", *, api: str = "admission.k8s.io/v1", uid: str = "u-1") -> dict[str, Any]:
+def review(
+    pod: dict[str, Any], namespace: str = "shop", *, api: str = "admission.k8s.io/v1", uid: str = "u-1"
+) -> dict[str, Any]:
     """The AdmissionReview the API server sends for a Pod CREATE."""
     return {
         "apiVersion": api,
@@ -118,7 +120,13 @@ def _api_access_volume() -> dict[str, Any]:
             "sources": [
                 {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
                 {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}
+                        ]
+                    }
+                },
             ],
         },
     }
@@ -165,15 +173,26 @@ def deployment_pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
         },
         "spec": {
             "serviceAccountName": "web",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101, "seccompProfile": {"type": "RuntimeDefault"}},
-            "initContainers": [_container("migrate", "registry.example.com/web-migrate:2.3", command=["/migrate", "up"])],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 101,
+                "runAsGroup": 101,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "initContainers": [
+                _container("migrate", "registry.example.com/web-migrate:2.3", command=["/migrate", "up"])
+            ],
             "containers": [
                 _container(
                     "nginx",
                     "docker.io/nginxinc/nginx-unprivileged:1.27-alpine",
                     ports=[{"name": "https", "containerPort": 8443, "protocol": "TCP"}],
                 ),
-                _container("exporter", "docker.io/nginx/nginx-prometheus-exporter:1.3", args=["--nginx.scrape-uri=http://127.0.0.1:8080/stub_status"]),
+                _container(
+                    "exporter",
+                    "docker.io/nginx/nginx-prometheus-exporter:1.3",
+                    args=["--nginx.scrape-uri=http://127.0.0.1:8080/stub_status"],
+                ),
             ],
             "volumes": [_api_access_volume(), {"name": "cache", "emptyDir": {}}],
             "restartPolicy": "Always",
@@ -184,7 +203,12 @@ def deployment_pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
             "priority": 0,
             "schedulerName": "default-scheduler",
             "tolerations": [
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                }
             ],
         },
     }
@@ -193,9 +217,13 @@ def deployment_pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
 def mesh_pod() -> dict[str, Any]:
     """A pod an Istio (CNI mode) injector already handled: istio-validation, then istio-proxy native."""
     pod = deployment_pod()
-    proxy = _container("istio-proxy", "docker.io/istio/proxyv2:1.24.0", restartPolicy="Always", args=["proxy", "sidecar"])
+    proxy = _container(
+        "istio-proxy", "docker.io/istio/proxyv2:1.24.0", restartPolicy="Always", args=["proxy", "sidecar"]
+    )
     proxy["securityContext"]["runAsUser"] = 1337
-    validation = _container("istio-validation", "docker.io/istio/proxyv2:1.24.0", args=["istio-iptables", "--run-validation"])
+    validation = _container(
+        "istio-validation", "docker.io/istio/proxyv2:1.24.0", args=["istio-iptables", "--run-validation"]
+    )
     validation["securityContext"]["runAsUser"] = 1337
     pod["spec"]["initContainers"] = [validation, proxy, *pod["spec"]["initContainers"]]
     return pod
@@ -236,7 +264,16 @@ _SAFE_SYSCTLS = {
     "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 }  # fmt: skip
-_RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 _SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 
 
@@ -262,7 +299,11 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
         if sysctl["name"] not in _SAFE_SYSCTLS:
             out.append(f"sysctl {sysctl['name']}")
     for name, value in (pod["metadata"].get("annotations") or {}).items():
-        if name.startswith("container.apparmor.security.beta.kubernetes.io/") and value not in ("runtime/default",) and not value.startswith("localhost/"):
+        if (
+            name.startswith("container.apparmor.security.beta.kubernetes.io/")
+            and value not in ("runtime/default",)
+            and not value.startswith("localhost/")
+        ):
             out.append(f"AppArmor annotation {name}")
     for context, where in [(pod_sc, "pod"), *((c.get("securityContext") or {}, c["name"]) for c in containers)]:
         if (context.get("appArmorProfile") or {}).get("type") == "Unconfined":

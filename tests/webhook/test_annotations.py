@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -151,7 +152,9 @@ def test_defaults_fill_what_the_pod_leaves_out(tmp_path: Path) -> None:
     path = tmp_path / "defaults.yaml"
     path.write_text("vault-address: https://vault.example:8200\ninit-after: [mesh-init]\nhealth-port: 9000\n")
     defaults = load_defaults(path)
-    plan = compile_annotations(annotated(**{"vault-role": "web", "secret-a": "vault:secret/a#b", "health-port": "9100"}), defaults)
+    plan = compile_annotations(
+        annotated(**{"vault-role": "web", "secret-a": "vault:secret/a#b", "health-port": "9100"}), defaults
+    )
     assert yaml.safe_load(plan.config_yaml or "")["vault"]["address"] == "https://vault.example:8200"
     assert plan.init_after == ("mesh-init",)
     assert plan.health_port == 9100
@@ -161,7 +164,7 @@ def test_defaults_file_refuses_unknown_keys(tmp_path: Path) -> None:
     """A typo in the defaults file stops the webhook at start, not silently at every pod."""
     path = tmp_path / "defaults.yaml"
     path.write_text("vault-adress: https://v\n")
-    with pytest.raises(ConfigError, match="did you mean injector.tmpfs.dev/vault-address"):
+    with pytest.raises(ConfigError, match=re.escape("did you mean injector.tmpfs.dev/vault-address")):
         load_defaults(path)
 
 
@@ -169,5 +172,16 @@ def test_every_global_key_is_in_the_readme() -> None:
     """The README's annotation reference lists every pod-wide key and per-name prefix."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Annotation-driven injection", 1)[1].split("\n## ", 1)[0]
-    for key in [*GLOBAL_DEFAULTS, "secret-NAME", "template-FILE", "template-source-FILE", "file-NAME", "mode-NAME", "owner-NAME", "notify-NAME", "status", "config"]:
+    for key in [
+        *GLOBAL_DEFAULTS,
+        "secret-NAME",
+        "template-FILE",
+        "template-source-FILE",
+        "file-NAME",
+        "mode-NAME",
+        "owner-NAME",
+        "notify-NAME",
+        "status",
+        "config",
+    ]:
         assert f"`{key}`" in section, key

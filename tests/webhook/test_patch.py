@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from injector.config.load import parse_config
-from injector.webhook.annotations import CONFIG, INJECTED, PREFIX, STATUS
+from injector.webhook.annotations import CONFIG, INJECTED, PREFIX, STATUS, compile_annotations
 from injector.webhook.patch import Settings, mutate
-from injector.webhook.annotations import compile_annotations
 from tests.webhook.support import (
     K8S_VERSIONS,
     admission,
@@ -135,7 +134,13 @@ def test_no_signal_notifier_no_shared_process_namespace() -> None:
 def test_mesh_init_containers_run_first() -> None:
     """injector-init goes after istio-validation and the istio-proxy native sidecar (its network is up)."""
     pod = inject(mesh_pod())
-    assert _names(pod["spec"]["initContainers"]) == ["istio-validation", "istio-proxy", "injector-init", "injector", "migrate"]
+    assert _names(pod["spec"]["initContainers"]) == [
+        "istio-validation",
+        "istio-proxy",
+        "injector-init",
+        "injector",
+        "migrate",
+    ]
 
 
 def test_init_after_is_configurable() -> None:
@@ -161,7 +166,16 @@ def test_classic_sidecar_is_the_last_container() -> None:
 
 def test_classic_sidecar_in_a_job_is_denied() -> None:
     """A classic sidecar would keep a Job's pod alive forever: denied, naming the annotation."""
-    pod = job_pod(annotated(**{"sidecar": "classic", "secret-a": "vault:secret/a#b", "vault-address": "https://v:8200", "vault-role": "r"}))
+    pod = job_pod(
+        annotated(
+            **{
+                "sidecar": "classic",
+                "secret-a": "vault:secret/a#b",
+                "vault-address": "https://v:8200",
+                "vault-role": "r",
+            }
+        )
+    )
     answer = admission().answer(review(pod))
     assert answer["response"]["allowed"] is False
     assert answer["response"]["status"]["message"].startswith(f"{PREFIX}sidecar:")
@@ -179,7 +193,9 @@ def test_native_sidecar_default_follows_the_kubernetes_version() -> None:
 def test_only_the_named_containers_get_the_files() -> None:
     """containers: nginx mounts the files into nginx and not into the exporter."""
     pod = inject(_only_nginx_pod())
-    mounted = {c["name"] for c in pod["spec"]["containers"] if any(m["name"] == "injector-secrets" for m in c["volumeMounts"])}
+    mounted = {
+        c["name"] for c in pod["spec"]["containers"] if any(m["name"] == "injector-secrets" for m in c["volumeMounts"])
+    }
     assert mounted == {"nginx"}
 
 

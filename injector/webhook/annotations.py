@@ -272,7 +272,7 @@ def compile_annotations(annotations: Mapping[str, str], defaults: Mapping[str, s
                 f"{PREFIX}config: the compiled config is over {_MAX_CONFIG_BYTES // 1024} KiB; "
                 f"move large templates to a ConfigMap ({PREFIX}templates-configmap)"
             )
-    vault_used = config_configmap is not None or bool(reader.get("vault-address") or reader.get("vault-role"))
+    vault_used = config_configmap is not None or _uses_vault(reader)
     audience = reader.get("vault-token-audience")
     resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
     for key, (group, name) in {
@@ -404,7 +404,7 @@ def _template(
 
 def _backends(reader: _Reader, provenance: list[tuple[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if reader.get("vault-address") or reader.get("vault-role"):
+    if _uses_vault(reader):
         auth = {
             "method": "kubernetes",
             "role": reader.get("vault-role") or None,
@@ -425,11 +425,19 @@ def _backends(reader: _Reader, provenance: list[tuple[str, str]]) -> dict[str, A
         ("vault.auth", "vault-role"),
         ("vault.namespace", "vault-namespace"),
         ("vault.address", "vault-address"),
-        ("vault", "vault-address"),
+        ("vault", "vault-role"),
         ("aws.region", "aws-region"),
         ("aws", "aws-region"),
     ]
     return out
+
+
+def _uses_vault(reader: _Reader) -> bool:
+    """A vault-role (the pod's or the defaults'), or a vault-address on the pod itself.
+
+    A default vault-address alone does not make an AWS-only pod need Vault.
+    """
+    return bool(reader.get("vault-role")) or bool(reader.given.get("vault-address", "").strip())
 
 
 def _owner(reader: _Reader, name: str) -> dict[str, int]:

@@ -67,10 +67,16 @@ def test_missing_role_names_the_role_annotation() -> None:
     assert _error(annotations).startswith(f"{PREFIX}vault-role: vault.auth.role: is required")
 
 
-def test_vault_reference_without_vault_names_vault_address() -> None:
-    """A vault: reference with no vault-address is validate_config's error, named for vault-address."""
+def test_vault_reference_without_a_role_names_vault_role() -> None:
+    """A vault: reference with no vault-role is validate_config's error, named for vault-role."""
     annotations = {k: v for k, v in WEB_ANNOTATIONS.items() if "vault-" not in k}
-    assert _error(annotations).startswith(f"{PREFIX}vault-address: vault: references are used")
+    assert _error(annotations, {"vault-address": "https://v:8200"}).startswith(f"{PREFIX}vault-role: vault: references")
+
+
+def test_default_vault_address_does_not_pull_vault_into_an_aws_pod() -> None:
+    """With vault-address in the defaults, a pod that reads only AWS gets no vault section and no token."""
+    plan = compile_annotations(annotated(**{"secret-k": "aws-ssm:/app/k"}), {"vault-address": "https://v:8200"})
+    assert "vault" not in yaml.safe_load(plan.config_yaml or "") and plan.vault_audience is None
 
 
 def test_every_problem_is_reported_once_each() -> None:

@@ -35,6 +35,7 @@ import yaml
 
 from injector.config.load import parse_config
 from injector.errors import ConfigError, InjectorError
+from injector.refs import parse_reference
 
 __all__ = [
     "CONFIG",
@@ -355,7 +356,7 @@ def _files(
         secrets[name] = ref
         provenance.append((f"secrets.{name}", f"secret-{name}"))
         if reader.named["file-"].get(name, "").strip() != "none":
-            files[name] = {"secret": ref}
+            files[name] = {"secret": ref} if _has_key(ref) else {"contents": f"{{{{ secrets.{name} }}}}"}
     sourced = reader.named["template-source-"]
     for name, text in sorted(reader.named["template-"].items()):
         if name in sourced:
@@ -430,6 +431,17 @@ def _backends(reader: _Reader, provenance: list[tuple[str, str]]) -> dict[str, A
         ("aws", "aws-region"),
     ]
     return out
+
+
+def _has_key(text: str) -> bool:
+    """A ``#KEY`` reference is one value (written raw, binary-safe); a whole secret is printed as JSON.
+
+    An unparsable reference counts as keyed: the config parser then reports it for its annotation.
+    """
+    try:
+        return parse_reference(text).key is not None
+    except ConfigError:
+        return True
 
 
 def _uses_vault(reader: _Reader) -> bool:

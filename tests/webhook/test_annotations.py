@@ -191,3 +191,11 @@ def test_every_global_key_is_in_the_readme() -> None:
         "config",
     ]:
         assert f"`{key}`" in section, key
+
+
+def test_whole_secret_is_written_as_json() -> None:
+    """secret-NAME without #KEY renders {{ secrets.NAME }} (a mapping prints as JSON); with #KEY it is raw."""
+    plan = compile_annotations(annotated(**{"secret-db": "aws-sm:prod/db", "secret-pw": "aws-sm:prod/db#password"}))
+    templates = {t["destination"]: t for t in yaml.safe_load(plan.config_yaml or "")["templates"]}
+    assert templates["db"] == {"contents": "{{ secrets.db }}", "destination": "db"}
+    assert templates["pw"] == {"secret": "aws-sm:prod/db#password", "destination": "pw"}

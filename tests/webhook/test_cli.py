@@ -42,7 +42,8 @@ def test_webhook_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INJECTOR_")}
     argv = [sys.executable, "-m", "injector", "webhook", "--listen", "127.0.0.1:0",
             "--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key"),
-            "--image", "registry.example.com/injector:0.1.0", "--shutdown-delay", "0s", "--log-format", "json"]  # fmt: skip
+            "--image", "registry.example.com/injector:0.1.0",
+            "--shutdown-delay", "0s", "--log-format", "json"]  # fmt: skip
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stderr is not None

@@ -17,6 +17,7 @@ keys a denial names; never annotation values (references, templates).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 from injector.errors import ConfigError
 from injector.metrics import Counter, Histogram, Registry
-from injector.webhook.annotations import INJECT_LABEL, INJECTED, PREFIX, STATUS, compile_annotations
+from injector.webhook.annotations import INJECT_LABEL, INJECTED, PREFIX, STATUS, Plan, compile_annotations
 from injector.webhook.patch import Settings, json_patch, mutate
 
 __all__ = ["API_VERSIONS", "DEFAULT_EXCLUDED", "Admission", "BadReview", "Outcome", "WebhookMetrics"]
@@ -160,6 +161,18 @@ class Admission:
         if not outcome.allowed:
             self.metrics.denials.labels(reason=outcome.reason).inc()
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Admission per process, kept for its lifetime
+    def _plan(self, annotations: tuple[tuple[str, str], ...]) -> Plan | str:
+        """The plan of one set of annotations, or the denial message; cached.
+
+        The replicas of one Deployment carry the same annotations: the config is parsed, validated
+        and dumped once for them all, not once a pod.
+        """
+        try:
+            return compile_annotations(dict(annotations), self.defaults)
+        except ConfigError as exc:
+            return str(exc)
+
     def decide(self, request: Mapping[str, Any]) -> tuple[Outcome, str]:
         """Returns the outcome and a log-safe description of the pod (namespace, name, owner)."""
         kind = request.get("kind") or {}
@@ -195,10 +208,9 @@ class Admission:
             return Outcome(allowed=True, reason="not-selected"), who
         if annotations.get(PREFIX + "inject", "true").strip().lower() == "false":
             return Outcome(allowed=True, reason="opted-out"), who
-        try:
-            plan = compile_annotations(annotations, self.defaults)
-        except ConfigError as exc:
-            return Outcome(allowed=False, reason="annotations", message=str(exc)), who
+        plan = self._plan(tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(PREFIX))))
+        if isinstance(plan, str):
+            return Outcome(allowed=False, reason="annotations", message=plan), who
         try:
             mutated, warnings = mutate(pod, plan, self.settings)
         except ConfigError as exc:

@@ -62,9 +62,26 @@ class Settings:
 
 
 def json_patch(original: Mapping[str, Any], mutated: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The RFC 6902 operations that turn ``original`` into ``mutated``."""
-    ops: list[dict[str, Any]] = jsonpatch.make_patch(original, mutated).patch
+    """The RFC 6902 operations that turn ``original`` into ``mutated``, computed by ``jsonpatch``.
+
+    Both sides are first cut down to the object members that differ (recursively through objects;
+    a list that differs is kept whole, so its indices hold): members equal on both sides would add
+    no operation, and jsonpatch serialises every list item it compares, which made the whole-pod
+    diff 70 % of a review's time (bench/webhook.py). The operations are the same either way.
+    """
+    ops: list[dict[str, Any]] = jsonpatch.make_patch(_differing(original, mutated), _differing(mutated, original)).patch
     return ops
+
+
+def _differing(side: Any, other: Any) -> Any:
+    """``side`` without the object members that ``other`` has with an equal value."""
+    if not isinstance(side, Mapping) or not isinstance(other, Mapping):
+        return side
+    return {
+        key: _differing(value, other[key]) if key in other else value
+        for key, value in side.items()
+        if key not in other or other[key] != value
+    }
 
 
 def mutate(pod: Mapping[str, Any], plan: Plan, settings: Settings) -> tuple[dict[str, Any], list[str]]:

@@ -238,9 +238,10 @@ def test_excluded_namespace_is_left_alone() -> None:
         assert answer["response"]["allowed"] is True and patch_of(answer) == []
 
 
-def test_patch_is_computed_not_written_by_hand() -> None:
+@pytest.mark.parametrize("case", PODS)
+def test_patch_is_computed_not_written_by_hand(case: str) -> None:
     """Applying the answer's operations to the original gives exactly the mutated pod."""
-    pod = deployment_pod()
+    pod = PODS[case]()
     plan = compile_annotations(pod["metadata"]["annotations"])
     mutated, _ = mutate(pod, plan, Settings(image="registry.example.com/injector:0.1.0"))
     answer = admission().answer(review(copy.deepcopy(pod)))

@@ -197,6 +197,8 @@ class WebhookServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # The API server opens a connection per concurrent review under a burst: let them queue.
+    request_queue_size = 128
     timeout = 0
 
     def __init__(
@@ -206,7 +208,7 @@ class WebhookServer(ThreadingHTTPServer):
         certificates: CertificateStore,
         *,
         client_timeout: float = 10.0,
-        max_connections: int = 64,
+        max_connections: int = 256,
     ) -> None:
         host, port = parse_address(address)
         if ":" in host:

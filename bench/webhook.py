@@ -14,7 +14,8 @@ annotations, as a Deployment's replicas do (the webhook caches one plan per anno
 ``--distinct`` each review has a different template text, so every review compiles and validates
 its config afresh. Every answer is checked (allowed, a patch).
 
-Idle RSS (VmRSS of the webhook process) is read 2 s after /readyz first answers (before any
+The webhook's CPU time (utime+stime over the rounds) per review is the figure the machine's load
+moves least. Idle RSS (VmRSS of the webhook process) is read 2 s after /readyz first answers (before any
 review) and again 2 s after the last round. The bench asserts nothing; it prints one table.
 """
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import INJECTOR, child_env, free_port, kib, percentile, proc_status, wait_for
+from common import INJECTOR, child_env, cpu_seconds, free_port, kib, loadavg, percentile, proc_status, wait_for
 from cryptography.hazmat.primitives import serialization
 from devvault.certs import issue, make_ca, new_key, private_pem
 
@@ -129,6 +130,8 @@ def main() -> None:
             wait_for(lambda: _ready(port, context), 30, "the webhook's /readyz")
             time.sleep(2)
             idle_start = kib(proc_status(process.pid)["VmRSS"])
+            load = loadavg()
+            cpu_before = cpu_seconds(process.pid)
             latencies: list[float] = []
             throughputs: list[float] = []
             serial = 0
@@ -157,6 +160,7 @@ def main() -> None:
                 assert len(done) == args.clients * args.per_client, "a client failed; see its traceback above"
                 latencies += done
                 throughputs.append(len(done) / wall)
+            cpu = cpu_seconds(process.pid) - cpu_before
             time.sleep(2)
             idle_end = kib(proc_status(process.pid)["VmRSS"])
             peak = kib(proc_status(process.pid)["VmHWM"])
@@ -167,7 +171,9 @@ def main() -> None:
     print(f"webhook, {args.rounds} rounds × {args.clients} clients × {args.per_client} reviews, {mode}")
     print(f"  latency  p50 {percentile(latencies, 50) * 1000:.1f} ms  p99 {percentile(latencies, 99) * 1000:.1f} ms  "
           f"max {max(latencies) * 1000:.1f} ms  ({len(latencies)} reviews)")  # fmt: skip
-    print(f"  throughput  median {percentile(throughputs, 50):.0f} reviews/s per round")
+    print(f"  throughput  median {percentile(throughputs, 50):.0f} reviews/s per round; webhook CPU "
+          f"{cpu / len(latencies) * 1000:.2f} ms a review (utime+stime)")  # fmt: skip
+    print(f"  load average at the start (1/5/15 min): {load}")
     print(f"  RSS  idle after start {idle_start / 1024:.1f} MiB, idle after the load {idle_end / 1024:.1f} MiB, "
           f"peak (VmHWM) {peak / 1024:.1f} MiB")  # fmt: skip
 

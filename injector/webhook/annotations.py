@@ -75,7 +75,11 @@ GLOBAL_DEFAULTS: Mapping[str, str] = {
     "mode": "both",
     "sidecar": "",
     "containers": "",
-    "init-after": "istio-init,istio-validation,istio-proxy,linkerd-init,linkerd-network-validator,linkerd-proxy",
+    # A mesh's native-sidecar proxy and its CNI check: after them, the init container's traffic has
+    # a running proxy. Not istio-init/linkerd-init: with a classic proxy container their iptables
+    # rules would send it to a proxy that does not run yet (vault-k8s#41); before them, it goes out
+    # directly.
+    "init-after": "istio-validation,istio-proxy,linkerd-network-validator,linkerd-proxy",
     "secrets-path": "/run/secrets/app",
     "secrets-size": "16Mi",
     "run-as-user": "",

@@ -267,3 +267,12 @@ def test_sidecar_probes() -> None:
     assert sidecar["startupProbe"]["httpGet"] == {"path": "/readyz", "port": 8099}
     assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8099}
     assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8099}
+
+
+def test_classic_mesh_iptables_init_runs_after_ours() -> None:
+    """With istio-init and a classic istio-proxy container, injector-init goes first (no redirect yet)."""
+    pod = deployment_pod()
+    istio_init = copy.deepcopy(pod["spec"]["initContainers"][0])
+    istio_init.update(name="istio-init", image="docker.io/istio/proxyv2:1.24.0")
+    pod["spec"]["initContainers"].insert(0, istio_init)
+    assert _names(inject(pod)["spec"]["initContainers"])[:3] == ["injector-init", "injector", "istio-init"]

@@ -339,7 +339,12 @@ def webhook(
     same port. README "Annotation-driven injection" lists the annotations.
     """
     configure_logging(log_level, log_format)
-    from injector.webhook.server import serve_webhook
+    try:
+        from injector.webhook.server import serve_webhook
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"injector webhook needs the webhook extra ({exc.name} is missing): pip install 'tmpfs-injector[webhook]'"
+        ) from None
 
     sys.exit(
         serve_webhook(

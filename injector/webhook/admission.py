@@ -206,7 +206,11 @@ class Admission:
                 message = f'{PREFIX}…: the pod has injector annotations but not the label {INJECT_LABEL}: "true"'
                 return Outcome(allowed=False, reason="annotations", message=message), who
             return Outcome(allowed=True, reason="not-selected"), who
-        if annotations.get(PREFIX + "inject", "true").strip().lower() == "false":
+        opt = annotations.get(PREFIX + "inject", "true").strip().lower()
+        if opt not in ("true", "false"):
+            message = f"{PREFIX}inject: expected true or false, got {opt[:40]!r}"
+            return Outcome(allowed=False, reason="annotations", message=message), who
+        if opt == "false":
             return Outcome(allowed=True, reason="opted-out"), who
         keys = tuple(sorted((k, v) for k, v in annotations.items() if k.startswith(PREFIX)))
         return self._inject(keys, json.dumps(pod, sort_keys=True, separators=(",", ":"))), who

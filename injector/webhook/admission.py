@@ -27,7 +27,8 @@ from typing import Any
 
 from injector.errors import ConfigError
 from injector.metrics import Counter, Histogram, Registry
-from injector.webhook.annotations import INJECT_LABEL, INJECTED, PREFIX, STATUS, Plan, compile_annotations
+from injector.webhook.annotations import Plan, compile_annotations
+from injector.webhook.keys import INJECT_LABEL, INJECTED, PREFIX, STATUS
 from injector.webhook.patch import Settings, json_patch, mutate
 
 __all__ = ["API_VERSIONS", "DEFAULT_EXCLUDED", "Admission", "BadReview", "Outcome", "WebhookMetrics"]

@@ -29,7 +29,8 @@ from typing import Any
 import jsonpatch
 
 from injector.errors import ConfigError
-from injector.webhook.annotations import (
+from injector.webhook.annotations import Plan
+from injector.webhook.keys import (
     CONFIG,
     CONFIG_DIR,
     CONFIG_FILE,
@@ -39,7 +40,6 @@ from injector.webhook.annotations import (
     STATUS,
     TEMPLATES_DIR,
     VAULT_DIR,
-    Plan,
 )
 
 __all__ = ["CONTAINER_NAMES", "VOLUME_NAMES", "Settings", "json_patch", "mutate"]

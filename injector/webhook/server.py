@@ -32,7 +32,7 @@ from injector.errors import ConfigError
 from injector.health import parse_address
 from injector.metrics import CONTENT_TYPE
 from injector.webhook.admission import DEFAULT_EXCLUDED, Admission, BadReview
-from injector.webhook.annotations import load_defaults
+from injector.webhook.keys import load_defaults
 from injector.webhook.patch import Settings
 
 __all__ = ["CertificateStore", "WebhookServer", "parse_version", "serve_webhook"]
@@ -216,6 +216,7 @@ class WebhookServer(ThreadingHTTPServer):
         self.admission = admission
         self.certificates = certificates
         self.client_timeout = client_timeout
+        self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
         self.ready = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -239,7 +240,7 @@ class WebhookServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            logger.warning("over %s open connections: closing a new one", self._slots._initial_value)  # type: ignore[attr-defined]
+            logger.warning("%d connections open, the most allowed: closing a new one", self.max_connections)
             self.shutdown_request(request)
             return
         try:

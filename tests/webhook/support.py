@@ -16,7 +16,7 @@ import kubernetes_validate
 from kubernetes_validate.utils import latest_version
 
 from injector.webhook.admission import Admission
-from injector.webhook.annotations import INJECT_LABEL, PREFIX
+from injector.webhook.keys import INJECT_LABEL, PREFIX
 from injector.webhook.patch import Settings
 
 K8S_VERSIONS = ("1.29", latest_version())

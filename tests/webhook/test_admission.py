@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from injector.webhook.admission import BadReview
-from injector.webhook.annotations import INJECT_LABEL, PREFIX
+from injector.webhook.keys import INJECT_LABEL, PREFIX
 from tests.webhook.support import admission, deployment_pod, patch_of, review
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from injector.errors import ConfigError
-from injector.webhook.annotations import GLOBAL_DEFAULTS, PREFIX, compile_annotations, load_defaults
+from injector.webhook.annotations import compile_annotations
+from injector.webhook.keys import GLOBAL_DEFAULTS, PREFIX, load_defaults
 from tests.webhook.support import WEB_ANNOTATIONS, annotated
 
 

@@ -17,7 +17,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from devvault.certs import issue, make_ca, new_key, private_pem
 
-from injector.webhook.annotations import CONFIG
+from injector.webhook.keys import CONFIG
 from tests.fixtures.cli import run
 from tests.webhook.support import deployment_pod, inject, review
 

@@ -22,7 +22,7 @@ from injector.cli import cli
 from injector.config.load import load_config
 from injector.modes.validate import validate_config
 from injector.webhook.admission import DEFAULT_EXCLUDED
-from injector.webhook.annotations import INJECT_LABEL, STATUS, load_defaults
+from injector.webhook.keys import INJECT_LABEL, STATUS, load_defaults
 from tests.webhook.support import K8S_VERSIONS, admission, applied, restricted_violations, review, schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from injector.config.load import parse_config
-from injector.webhook.annotations import CONFIG, INJECTED, PREFIX, STATUS, compile_annotations
+from injector.webhook.annotations import compile_annotations
+from injector.webhook.keys import CONFIG, INJECTED, PREFIX, STATUS
 from injector.webhook.patch import Settings, mutate
 from tests.webhook.support import (
     K8S_VERSIONS,

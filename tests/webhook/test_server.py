@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from devvault.certs import CA, issue, make_ca, new_key, private_pem
 
 from injector.webhook.admission import Admission
-from injector.webhook.annotations import PREFIX
+from injector.webhook.keys import PREFIX
 from injector.webhook.server import CertificateStore, WebhookServer
 from tests.webhook.support import admission, deployment_pod, patch_of, review
 

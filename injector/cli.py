@@ -330,6 +330,93 @@ def render(
         click.echo(line)
 
 
+@cli.command()
+@click.option(
+    "--listen", default=":8443", show_default=True, envvar="INJECTOR_WEBHOOK_LISTEN", help="HOST:PORT to serve HTTPS."
+)
+@click.option(
+    "--tls-cert",
+    required=True,
+    envvar="INJECTOR_WEBHOOK_TLS_CERT",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serving certificate (PEM); re-read when it changes.",
+)
+@click.option(
+    "--tls-key",
+    required=True,
+    envvar="INJECTOR_WEBHOOK_TLS_KEY",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Its private key (PEM).",
+)
+@click.option(
+    "--defaults",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="INJECTOR_WEBHOOK_DEFAULTS",
+    help="YAML of pod-wide annotation defaults (keys without the prefix).",
+)
+@click.option("--image", required=True, envvar="INJECTOR_WEBHOOK_IMAGE", help="The injector image the pods get.")
+@click.option(
+    "--kubernetes-version",
+    default="1.29",
+    show_default=True,
+    envvar="INJECTOR_WEBHOOK_KUBERNETES_VERSION",
+    help="The cluster's version: native sidecars by default from 1.29.",
+)
+@click.option(
+    "--exclude-namespace",
+    "exclude",
+    multiple=True,
+    envvar="INJECTOR_WEBHOOK_EXCLUDE_NAMESPACES",
+    help="Never inject here (repeatable; the env var is space-separated); kube-system, kube-public, "
+    "kube-node-lease always.",
+)
+@click.option(
+    "--shutdown-delay",
+    type=DURATION,
+    default="5s",
+    show_default=True,
+    help="After SIGTERM, fail /readyz this long before closing.",
+)
+@logging_options
+def webhook(
+    listen: str,
+    tls_cert: Path,
+    tls_key: Path,
+    defaults: Path | None,
+    image: str,
+    kubernetes_version: str,
+    exclude: tuple[str, ...],
+    shutdown_delay: float,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Mutating admission webhook: annotated pods get the init container, the sidecar and the volumes.
+
+    Answers AdmissionReview v1 (and v1beta1) on POST /mutate; /healthz, /readyz, /metrics on the
+    same port. README "Annotation-driven injection" lists the annotations.
+    """
+    configure_logging(log_level, log_format)
+    try:
+        from injector.webhook.server import serve_webhook
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"injector webhook needs the webhook extra ({exc.name} is missing): pip install 'tmpfs-injector[webhook]'"
+        ) from None
+
+    sys.exit(
+        serve_webhook(
+            listen=listen,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            image=image,
+            kubernetes_version=kubernetes_version,
+            defaults=defaults,
+            exclude=exclude,
+            shutdown_delay=shutdown_delay,
+        )
+    )
+
+
 @cli.command("dev-vault")
 @click.option("--port", type=int, default=8200, show_default=True, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option("--root-token", default="root", show_default=True, help="The root token, like `vault server -dev`.")

@@ -25,6 +25,7 @@ LARGER = {
     "injector.sink": "the numbered snapshot-swap algorithm, which reads best in one place",
     "injector.modes.manifests": "pod-spec path resolution (mounts, subPath, projected volumes) of validate",
     "injector.cli": "one click command per mode, with its options and help",
+    "injector.sources._aws": "the one AWS boundary: client construction, error mapping, call counting",
 }
 
 

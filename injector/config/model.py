@@ -66,6 +66,9 @@ class VaultConfig:
     tls_skip_verify: bool = False
     timeout: float = 10.0
     auth: VaultAuthConfig = field(default_factory=VaultAuthConfig)
+    #: Paths beyond KV reads that references may use (``*`` = one segment); None: the issuing
+    #: endpoints of known engines (``injector.sources.vault_policy.ISSUING``).
+    allowed_paths: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +167,9 @@ class HealthConfig:
 class LimitsConfig:
     max_output_bytes: int = 8 * 1024 * 1024
     max_secret_bytes: int = 1024 * 1024
+    #: How deep a value's arrays and objects may nest (JSON text, KV data, YAML files); checked by
+    #: every source before the value is parsed or stored, so a hostile value cannot exhaust the stack.
+    max_depth: int = 64
     render_timeout: float = 10.0
     max_concurrency: int = 16
 
@@ -189,6 +195,9 @@ class Config:
     base_dir: Path
     output_dir: Path
     state_dir: Path | None = None
+    #: Folders ``file:`` references may read beneath; empty: the config's folder and the
+    #: folders of the templates' sources (``injector.sources.files``).
+    file_roots: tuple[Path, ...] = ()
     allow_non_tmpfs: bool = False
     vault: VaultConfig | None = None
     aws: AwsConfig = field(default_factory=AwsConfig)

@@ -187,6 +187,10 @@ class VaultSource:
         self._client = client
         self._policy = policy or VaultPathPolicy()
         self._new_session = new_session or _default_session
+        if not isinstance(client.adapter.session, VaultSession):
+            # Logins and token calls go through the shared client: they get the redirect rule too.
+            # (hvac passes verify, cert and timeout with each request, not through the session.)
+            client.adapter.session = self._new_session()
         defaults = LimitsConfig()
         self._limits = value_limits or ValueLimits(max_bytes=defaults.max_secret_bytes, max_depth=defaults.max_depth)
         self._auth = authenticator

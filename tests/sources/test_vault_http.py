@@ -27,7 +27,7 @@ from injector.sources.vault import build_vault_source
 
 pytestmark = pytest.mark.vault
 
-TOKEN = "hvs.redirect-test-token"  # noqa: S105 - a token the servers below look for
+TOKEN = "hvs.redirect-test-token"
 
 
 # --- a CA and HTTPS servers on 127.0.0.1 -------------------------------------------------------
@@ -98,7 +98,7 @@ def _handler(seen: Seen, answer: Answer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _any(self) -> None:

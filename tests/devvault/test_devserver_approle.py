@@ -142,3 +142,67 @@ def test_disabling_the_method_revokes_its_tokens(vault: DevVault, client: hvac.C
     client.sys.disable_auth_method("approle")
     with pytest.raises(exceptions.Forbidden):
         c.auth.token.lookup_self()
+
+
+def test_secret_id_creation_fields(client: hvac.Client, approle: tuple[str, str]) -> None:
+    """secret-id: secret_id, secret_id_accessor, secret_id_ttl and secret_id_num_uses."""
+    client.auth.approle.create_or_update_approle("app", secret_id_ttl="10m",
+                                                 secret_id_num_uses=3)
+    data = client.auth.approle.generate_secret_id("app", metadata={"pod": "p1"})["data"]
+    assert set(data) == {"secret_id", "secret_id_accessor", "secret_id_num_uses",
+                         "secret_id_ttl"}
+    assert (data["secret_id_ttl"], data["secret_id_num_uses"]) == (600, 3)
+    looked = client.auth.approle.read_secret_id("app", data["secret_id"])["data"]
+    assert looked["metadata"] == {"pod": "p1"}
+
+
+def test_secret_id_accessor_lookup(client: hvac.Client, approle: tuple[str, str]) -> None:
+    """secret-id-accessor/lookup: the secret ID's fields, never the secret ID itself."""
+    created = client.auth.approle.generate_secret_id("app")["data"]
+    data = client.auth.approle.read_secret_id_accessor(
+        "app", created["secret_id_accessor"])["data"]
+    assert data["secret_id_accessor"] == created["secret_id_accessor"]
+    assert {"creation_time", "expiration_time", "secret_id_num_uses", "secret_id_ttl",
+            "metadata"} <= set(data)
+    assert created["secret_id"] not in str(data)
+
+
+def test_secret_id_accessor_destroy(vault: DevVault, client: hvac.Client,
+                                    approle: tuple[str, str]) -> None:
+    """secret-id-accessor/destroy: 204, and the secret ID no longer logs in."""
+    role_id, secret_id = approle
+    accessor = client.auth.approle.read_secret_id("app", secret_id)["data"]["secret_id_accessor"]
+    resp = client.auth.approle.destroy_secret_id_accessor("app", accessor)
+    assert resp.status_code == 204
+    with pytest.raises(exceptions.InvalidRequest, match="invalid role or secret ID"):
+        fresh(vault).auth.approle.login(role_id, secret_id)
+
+
+def test_unknown_accessor_lookup_is_404(raw: Raw, approle: tuple[str, str]) -> None:
+    """secret-id-accessor/lookup of an unknown accessor: 404, an envelope with data.error."""
+    resp = raw("POST", "/v1/auth/approle/role/app/secret-id-accessor/lookup",
+               json={"secret_id_accessor": "nope"})
+    assert resp.status_code == 404
+    body = resp.json()
+    assert "errors" not in body and body["mount_type"] == ""
+    assert body["data"] == {
+        "error": 'failed to find accessor entry for secret_id_accessor: "nope"'}
+
+
+def test_unknown_accessor_destroy_is_500(client: hvac.Client,
+                                         approle: tuple[str, str]) -> None:
+    """secret-id-accessor/destroy of an unknown accessor: Vault's plain error, a 500."""
+    with pytest.raises(exceptions.InternalServerError, match="failed to find accessor entry"):
+        client.auth.approle.destroy_secret_id_accessor("app", "nope")
+
+
+def test_wrapped_secret_id(vault: DevVault, client: hvac.Client,
+                           approle: tuple[str, str]) -> None:
+    """secret-id with X-Vault-Wrap-TTL: wrap_info with the creation path and the accessor."""
+    role_id, _ = approle
+    info = client.auth.approle.generate_secret_id("app", wrap_ttl="2m")["wrap_info"]
+    assert info["creation_path"] == "auth/approle/role/app/secret-id"
+    assert info["ttl"] == 120
+    data = client.sys.unwrap(info["token"])["data"]
+    assert info["wrapped_accessor"] == data["secret_id_accessor"]
+    assert fresh(vault).auth.approle.login(role_id, data["secret_id"])["auth"]["client_token"]

@@ -157,6 +157,8 @@ def test_namespace_header_isolates_secret_mounts(vault: DevVault) -> None:
     """§1.1 X-Vault-Namespace gets its own secret/ mount table (separate data)."""
     team = hvac.Client(url=vault.address, token=vault.root_token, namespace="team-a")
     root = hvac.Client(url=vault.address, token=vault.root_token)
+    root.sys.create_namespace("team-a")
+    team.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
     team.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "team"})
     with pytest.raises(exceptions.InvalidPath):
         root.secrets.kv.v2.read_secret_version(path="app", raise_on_deleted_version=True)
@@ -178,11 +180,11 @@ def test_vault_request_header_is_ignored(raw: Raw) -> None:
     assert resp.status_code == 200
 
 
-def test_wrap_ttl_is_refused_clearly(raw: Raw) -> None:
-    """§6 response wrapping is not implemented: a clear 400, never a silent unwrapped reply."""
-    resp = raw("GET", "/v1/secret/data/app", headers={"X-Vault-Wrap-TTL": "60s"})
+def test_bad_wrap_ttl_is_400(raw: Raw) -> None:
+    """§1.1 an unparseable X-Vault-Wrap-TTL: 400 "error parsing X-Vault-Wrap-TTL header: …"."""
+    resp = raw("GET", "/v1/secret/data/app", headers={"X-Vault-Wrap-TTL": "soon"})
     assert resp.status_code == 400
-    assert "wrapping" in resp.json()["errors"][0]
+    assert resp.json()["errors"][0].startswith("error parsing X-Vault-Wrap-TTL header: ")
 
 
 def test_unexpected_verb_is_rejected(raw: Raw) -> None:

@@ -143,15 +143,15 @@ def test_revoke_async_is_202(raw: Raw, client: hvac.Client) -> None:
 
 
 def test_lookup_fields(vault: DevVault, client: hvac.Client) -> None:
-    """§5.2 lookup: id, issue_time, expire_time, last_renewal_time, renewable, ttl."""
+    """§5.2 lookup: id, issue_time, expire_time, last_renewal, renewable, ttl."""
     lease_id = client.secrets.database.generate_credentials("dev")["lease_id"]
     data = client.sys.read_lease(lease_id)["data"]
-    assert set(data) == {"id", "issue_time", "expire_time", "last_renewal_time", "renewable",
+    assert set(data) == {"id", "issue_time", "expire_time", "last_renewal", "renewable",
                          "ttl"}
-    assert data["id"] == lease_id and data["last_renewal_time"] is None
+    assert data["id"] == lease_id and data["last_renewal"] is None
     vault.advance_clock(60)
     client.sys.renew_lease(lease_id)
-    assert client.sys.read_lease(lease_id)["data"]["last_renewal_time"] is not None
+    assert client.sys.read_lease(lease_id)["data"]["last_renewal"] is not None
 
 
 def test_expiry_on_server_clock_kills_credentials(vault: DevVault,
@@ -202,3 +202,49 @@ def test_revoke_prefix(vault: DevVault, client: hvac.Client) -> None:
 def test_lease_state_of_unknown_id(vault: DevVault) -> None:
     """lease_state says "unknown" for an id the server never issued."""
     assert vault.lease_state("database/creds/dev/nope") == "unknown"
+
+
+def test_list_leases_by_prefix(client: hvac.Client) -> None:
+    """LIST sys/leases/lookup/{prefix}: the lease IDs' next segments as keys."""
+    first = client.secrets.database.generate_credentials("dev")["lease_id"]
+    second = client.secrets.database.generate_credentials("dev")["lease_id"]
+    keys = client.sys.list_leases("database/creds/dev")["data"]["keys"]
+    assert sorted(keys) == sorted(x.rsplit("/", 1)[1] for x in (first, second))
+    assert client.sys.list_leases("database/creds")["data"]["keys"] == ["dev/"]
+
+
+def test_list_leases_unknown_prefix_is_404(client: hvac.Client) -> None:
+    """LIST of a prefix without leases: 404 (hvac InvalidPath)."""
+    with pytest.raises(exceptions.InvalidPath):
+        client.sys.list_leases("database/creds/nope")
+
+
+def test_revoke_prefix_through_hvac(vault: DevVault, client: hvac.Client) -> None:
+    """sys.revoke_prefix revokes every lease under the prefix (204)."""
+    lease_id = client.secrets.database.generate_credentials("dev")["lease_id"]
+    assert client.sys.revoke_prefix("database/creds/dev").status_code == 204
+    assert vault.lease_state(lease_id) == "revoked"
+
+
+def test_revoke_force(vault: DevVault, client: hvac.Client) -> None:
+    """sys.revoke_force revokes every lease under the prefix (204)."""
+    lease_id = client.secrets.database.generate_credentials("dev")["lease_id"]
+    assert client.sys.revoke_force("database/creds").status_code == 204
+    assert vault.lease_state(lease_id) == "revoked"
+
+
+def test_revoke_force_needs_sudo(client: hvac.Client, token_client: MakeClient) -> None:
+    """revoke-force is root-protected: update without sudo is 403."""
+    client.sys.create_or_update_policy("no-sudo", 'path "sys/leases/*" '
+                                                  '{ capabilities = ["update"] }')
+    token = client.auth.token.create(policies=["no-sudo"])["auth"]["client_token"]
+    with pytest.raises(exceptions.Forbidden):
+        token_client(token).sys.revoke_force("database/creds")
+
+
+def test_read_lease_through_hvac(client: hvac.Client) -> None:
+    """sys.read_lease: id, issue_time, expire_time, last_renewal, renewable, ttl."""
+    got = client.secrets.database.generate_credentials("dev")
+    data = client.sys.read_lease(got["lease_id"])["data"]
+    assert (data["id"], data["renewable"]) == (got["lease_id"], True)
+    assert 3590 <= data["ttl"] <= 3600 and data["last_renewal"] is None

@@ -159,3 +159,17 @@ def test_dev_role_issues_ec_keys(client: hvac.Client) -> None:
     assert isinstance(data, dict)
     key = serialization.load_pem_private_key(data["private_key"].encode(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+
+
+def test_generate_lease_role_issues_under_a_lease(vault: DevVault,
+                                                  client: hvac.Client) -> None:
+    """generate_lease: lease_id pki/issue/ROLE/ID, renewable false, lease_duration = TTL."""
+    client.secrets.pki.create_or_update_role("leased", extra_params={
+        "allow_any_name": True, "generate_lease": True, "ttl": "2h"})
+    assert client.secrets.pki.read_role("leased")["data"]["generate_lease"] is True
+    got = issue(client, role="leased")
+    assert got["lease_id"].startswith("pki/issue/leased/")
+    assert (got["renewable"], got["lease_duration"]) == (False, 7200)
+    assert client.sys.read_lease(got["lease_id"])["data"]["renewable"] is False
+    client.sys.revoke_lease(got["lease_id"])
+    assert vault.lease_state(got["lease_id"]) == "revoked"

@@ -12,6 +12,7 @@ import requests
 from cryptography import x509
 
 from devvault import DevVault
+from tests.fixtures.vault import VaultServer
 
 
 def test_tls_listener_verifies_with_ca_pem(tmp_path: Path) -> None:
@@ -52,3 +53,13 @@ def test_cli_serves_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_tls_vault_server_fixture(tls_vault_server: VaultServer) -> None:
+    """The tls_vault_server fixture serves https verified by its CA file."""
+    client = tls_vault_server.client(tls_vault_server.root_token)
+    try:
+        assert tls_vault_server.address.startswith("https://127.0.0.1:")
+        assert client.is_authenticated()
+    finally:
+        client.adapter.close()

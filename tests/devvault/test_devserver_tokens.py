@@ -194,3 +194,23 @@ def test_root_policy_token_without_ttl_never_expires(vault: DevVault, client: hv
     user = token_client(new_token(client))
     vault.advance_clock(10 * 365 * 86400)
     assert user.auth.token.lookup_self()["data"]["expire_time"] is None
+
+
+def test_lookup_accessor_never_returns_the_token(client: hvac.Client) -> None:
+    """§4.1 lookup-accessor shows the token's fields but "id": "" (an accessor is no token)."""
+    auth = client.auth.token.create(policies=["default"], ttl="1h")["auth"]
+    data = client.auth.token.lookup_accessor(auth["accessor"])["data"]
+    assert data["id"] == ""
+    assert data["accessor"] == auth["accessor"] and data["policies"] == ["default"]
+    assert auth["client_token"] not in str(data)
+
+
+def test_lookup_by_token_still_shows_its_id(client: hvac.Client) -> None:
+    """§4.1 lookup (by token) and lookup-self show the id; only accessor lookups hide it."""
+    token = new_token(client, policies=["default"])
+    assert client.auth.token.lookup(token)["data"]["id"] == token
+
+
+def test_lookup_shows_namespace_path(client: hvac.Client) -> None:
+    """§4.1 (Enterprise) token lookups carry namespace_path: "" in the root namespace."""
+    assert client.auth.token.lookup_self()["data"]["namespace_path"] == ""

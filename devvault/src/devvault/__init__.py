@@ -12,24 +12,29 @@ Usage::
 
     python -m devvault --port 8200 --root-token root [--latency 0.002] [--tls]
 
-Routes (relative to ``/v1/``; PUT == POST; the LIST verb == ``GET ?list=true``)
+Routes (relative to ``/v1/``; PUT == POST; the LIST verb == ``GET ?list=true``; README.md has
+the table of what is and is not supported)
+
+- Response wrapping: ``X-Vault-Wrap-TTL`` on any 200; ``sys/wrapping/{wrap,unwrap,lookup,rewrap}``.
 
 - KV v2 at ``secret/`` (and any ``kv``/``kv-v2`` mount): ``data/``, ``metadata/``, ``delete/``,
   ``undelete/``, ``destroy/``, ``config``; check-and-set, soft delete, destroy, max_versions.
 - KV v1 (``kv_v1_mount="kv"`` or a ``kv`` mount with version 1): read with ``lease_duration``,
   write, delete, list.
-- ``auth/token/``: ``create``, ``create-orphan``, ``lookup(-self|-accessor)``,
-  ``renew(-self)``, ``revoke(-self|-accessor)``.
-- ``auth/approle/``, ``auth/kubernetes/``, ``auth/jwt/`` once enabled with ``sys/auth/{path}``:
-  roles, config, login (kubernetes needs ``pem_keys``; jwt needs ``jwt_validation_pubkeys``).
+- ``auth/token/``: ``create``, ``create-orphan``, ``create/{role}``, ``roles/{name}``,
+  ``lookup(-self|-accessor)``, ``renew(-self)``, ``revoke(-self|-accessor)``.
+- ``auth/approle/``, ``auth/kubernetes/``, ``auth/jwt/``, ``auth/cert/``, ``auth/aws/`` once
+  enabled with ``sys/auth/{path}``: roles, config, login (kubernetes needs ``pem_keys``; jwt needs
+  ``jwt_validation_pubkeys``; cert needs ``tls=True``; aws forwards to ``sts_endpoint``).
 - ``database/``: ``config/{name}``, ``roles/{name}``, ``creds/{role}`` (leased users).
 - ``pki/``: ``root/generate/{internal,exported}``, ``roles/{name}``, ``issue/{role}``,
   ``ca/pem``, ``ca``, ``cert/ca``, ``ca_chain``.
 - ``sys/``: ``health`` (GET/HEAD, code overrides), ``seal-status``, ``seal``, ``unseal`` (any
   non-empty key), ``init``, ``leader``, ``mounts[/{path}[/tune]]``, ``auth[/{path}]``,
   ``policy[/{name}]``, ``policies/acl[/{name}]``, ``internal/ui/mounts/{path}`` and
-  ``mounts-all/{path}`` (KV version detection), ``capabilities-self``, ``leases/renew``,
-  ``leases/revoke``, ``leases/revoke-prefix/{prefix}``, ``leases/lookup``, ``renew``, ``revoke``.
+  ``mounts-all/{path}`` (KV version detection), ``capabilities-self``, ``namespaces[/{path}]``,
+  ``leases/renew``, ``leases/revoke``, ``leases/revoke-{prefix,force}/{prefix}``,
+  ``leases/lookup[/{prefix}]``, ``renew``, ``revoke``.
 
 Dev defaults (as ``vault server -dev`` has ``secret/``)
 
@@ -40,12 +45,13 @@ Dev defaults (as ``vault server -dev`` has ``secret/``)
 - ``database/``: connection ``dev`` and role ``dev`` (default_ttl 1h, max_ttl 24h).
 - Mount and token TTLs default to Vault's 768h (2764800 s).
 
-Namespaces: ``X-Vault-Namespace: ns`` gives ``ns`` its own secrets mount table (starting with a
-KV v2 ``secret/``); tokens, policies, auth methods and leases are shared; ``root`` is the root
-namespace; path-prefixed namespaces (``/v1/ns/secret/…``) are not recognised.
+Namespaces (Enterprise semantics, see ``namespaces``): created with ``sys/namespaces``, chosen
+by ``X-Vault-Namespace`` and/or a ``/v1/ns1/…`` path prefix; each has its own mounts (no
+``secret/`` until mounted), auth methods, policies, tokens and leases.
 
 Test knobs (thread-safe, immediate)
 
+``trust_client_ca(pem)`` (TLS client certificates; cert roles do it themselves),
 ``set_latency(s)``, ``set_error_rate(rate, status=500, paths=None)`` (429 gets the quota body),
 ``set_outage(on)`` (connections closed unanswered: ``requests.ConnectionError``; such requests
 are not counted), ``seal()`` / ``unseal()``, ``request_count(prefix)`` / ``reset_counts()`` /
@@ -53,9 +59,9 @@ are not counted), ``seal()`` / ``unseal()``, ``request_count(prefix)`` / ``reset
 ``advance_clock(s)`` (expiry without sleeping), ``lease_state(id)``, ``active_leases(prefix)``,
 ``check_db_credentials(user, password)``.
 
-Not implemented: response wrapping (400), batch tokens, token roles, identity/entities,
-cubbyhole, OIDC/JWKS discovery, PKI CSR signing/revocation/CRLs, HA/standby, Enterprise
-features beyond the namespace header (see ``core``).
+Not implemented: batch tokens, identity/entities, cubbyhole, OIDC/JWKS discovery, PKI CSR
+signing/revocation/CRLs, HA/standby, the aws ec2 login type, Enterprise features beyond
+namespaces.
 """
 
 from __future__ import annotations

@@ -1,14 +1,30 @@
-"""The AppRole auth method: roles, role IDs, secret IDs and login (vault-http-api.md §4.2)."""
+"""The AppRole auth method: roles, role IDs, secret IDs and login (vault-http-api.md §4.2).
+
+A secret ID is known by its accessor too: ``secret-id`` (LIST) lists accessors and
+``secret-id-accessor/{lookup,destroy}`` act on one without knowing the secret ID. A secret ID
+created with ``X-Vault-Wrap-TTL`` comes back wrapped (``wrapped_accessor`` = its accessor).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from devvault.mounts import Mount, route, unsupported_op
-from devvault.params import get_bool, get_duration, get_int, get_map, get_str
+from devvault.params import get_bool, get_duration, get_int, get_map, get_str, rfc3339
 from devvault.tokens import TokenParams, auth_block
-from devvault.wire import Reply, Request, VaultError, new_uuid, no_content, ok
+from devvault.wire import (
+    Reply,
+    Request,
+    VaultError,
+    encode,
+    envelope,
+    multierror,
+    new_uuid,
+    no_content,
+    ok,
+)
 
 if TYPE_CHECKING:
     from devvault.core import Core
@@ -24,6 +40,8 @@ _ROUTES = [
     (r"role/(?P<name>[^/]+)/custom-secret-id", "custom-secret-id"),
     (r"role/(?P<name>[^/]+)/secret-id/lookup", "secret-id-lookup"),
     (r"role/(?P<name>[^/]+)/secret-id/destroy", "secret-id-destroy"),
+    (r"role/(?P<name>[^/]+)/secret-id-accessor/lookup", "accessor-lookup"),
+    (r"role/(?P<name>[^/]+)/secret-id-accessor/destroy", "accessor-destroy"),
 ]
 
 
@@ -106,7 +124,27 @@ class AppRoleBackend:
             if mine:
                 del self._secret_ids[secret_id]
             return no_content()
+        if name in ("accessor-lookup", "accessor-destroy") and op in ("update", "delete"):
+            return self._by_accessor(req, name, role)
         raise unsupported_op()
+
+    def _by_accessor(self, req: Request, name: str, role: _Role) -> Reply:
+        accessor = get_str(req.data, "secret_id_accessor")
+        if not accessor:
+            raise VaultError(400, "missing secret_id_accessor")
+        found = next((k for k, v in self._secret_ids.items()
+                      if v.accessor == accessor and v.role == role.name), None)
+        if found is None:
+            message = f'failed to find accessor entry for secret_id_accessor: "{accessor}"'
+            if name == "accessor-destroy":  # a plain Go error in Vault: 500
+                raise VaultError(500, multierror(message))
+            # logical.RespondWithStatusCode(ErrorResponse(…), 404): an envelope, no "errors".
+            body = envelope(req, data={"error": message}, mount_type="")
+            return Reply(status=404, body=encode(body, newline=False))
+        if name == "accessor-lookup":
+            return ok(req, self._secret_id_data(self._secret_ids[found]))
+        del self._secret_ids[found]
+        return no_content()
 
     def _role(self, req: Request, name: str) -> Reply:
         role = self._roles.get(name)
@@ -144,7 +182,14 @@ class AppRoleBackend:
         now = self._core.clock.now()
         ttl = get_duration(req.data, "ttl") or role.secret_id_ttl
         uses = get_int(req.data, "num_uses", role.secret_id_num_uses)
-        meta = get_map(req.data, "metadata") or {}
+        meta: Any = req.data.get("metadata")
+        if isinstance(meta, str) and meta.strip():
+            # hvac sends the metadata map as a JSON string, as the CLI does.
+            try:
+                meta = json.loads(meta)
+            except ValueError as exc:
+                raise VaultError(400, "failed to parse metadata: " + str(exc)) from exc
+        meta = get_map({"metadata": meta or None}, "metadata") or {}
         entry = _SecretID(role=role.name, accessor=new_uuid(), created=now,
                           expires=now + ttl if ttl else None, uses_left=uses,
                           metadata={str(k): str(v) for k, v in meta.items()})
@@ -154,10 +199,16 @@ class AppRoleBackend:
 
     def _secret_id_data(self, entry: _SecretID) -> dict[str, Any]:
         return {
+            "cidr_list": [],
+            "creation_time": rfc3339(entry.created),
+            "expiration_time": ("0001-01-01T00:00:00Z" if entry.expires is None
+                                else rfc3339(entry.expires)),
+            "last_updated_time": rfc3339(entry.created),
+            "metadata": entry.metadata,
             "secret_id_accessor": entry.accessor,
             "secret_id_num_uses": entry.uses_left,
             "secret_id_ttl": 0 if entry.expires is None else int(entry.expires - entry.created),
-            "metadata": entry.metadata,
+            "token_bound_cidrs": [],
         }
 
     def _login(self, req: Request, mount: Mount) -> Reply:

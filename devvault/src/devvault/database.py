@@ -146,12 +146,12 @@ class DatabaseBackend:
         password = "A1a-" + random_text(16)
         self.users[username] = password
         max_ttl = min(role.max_ttl or mount.max_ttl, mount.max_ttl)
-        namespace = f"{req.namespace}/" if req.namespace else ""
         lease = core.leases.create(
-            f"{namespace}{mount.path}creds/{name}", ttl=role.default_ttl or mount.default_ttl,
+            f"{mount.path}creds/{name}", ttl=role.default_ttl or mount.default_ttl,
             max_ttl=max_ttl, renewable=True,
             token_accessor=token.accessor if token is not None and not token.root else None,
-            on_end=lambda: self._drop(username),
+            on_end=lambda: self._drop(username), namespace=mount.namespace,
+            namespace_id=core.namespace_id(mount.namespace),
         )
         return ok(req, {"password": password, "username": username}, lease_id=lease.id,
                   renewable=True, lease_duration=lease.ttl)

@@ -57,6 +57,8 @@ class Mount:
     max_lease_ttl: int = 0
     uuid: str = field(default_factory=new_uuid)
     accessor: str = ""
+    #: The path of the namespace whose table holds the mount (set by ``MountTable.add``).
+    namespace: str = ""
 
     def __post_init__(self) -> None:
         if not self.accessor:
@@ -99,7 +101,8 @@ class Mount:
 class MountTable:
     """Mounts by path; a request path resolves to the longest mount path that prefixes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
         self.mounts: dict[str, Mount] = {}
 
     def find(self, path: str) -> tuple[Mount, str] | None:
@@ -114,6 +117,7 @@ class MountTable:
         for existing in self.mounts:
             if mount.path.startswith(existing) or existing.startswith(mount.path):
                 raise VaultError(400, f"path is already in use at {existing}")
+        mount.namespace = self.namespace
         self.mounts[mount.path] = mount
 
     def remove(self, path: str) -> Mount | None:

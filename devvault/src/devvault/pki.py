@@ -2,7 +2,10 @@
 
 Reference: vault-http-api.md §5.4. Roles default like Vault's (``key_type`` rsa 2048,
 ``allow_localhost`` and ``allow_ip_sans`` on, ``generate_lease`` off, so an issued certificate has
-``lease_id: ""``). Generating a new root replaces the mount's CA. Times use the server clock.
+``lease_id: ""``). A role with ``generate_lease: true`` issues under a lease
+``{mount}/issue/{role}/{id}`` (not renewable, ``lease_duration`` = the certificate's TTL) that
+``sys/leases`` can look up and revoke. Generating a new root replaces the mount's CA. Times use
+the server clock.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Role:
     require_cn: bool = True
     server_flag: bool = True
     client_flag: bool = True
+    generate_lease: bool = False
     key_type: str = "rsa"
     key_bits: int = 0
     ttl: int = 0
@@ -61,7 +65,7 @@ class Role:
         self.allowed_domains = get_list(data, "allowed_domains", self.allowed_domains)
         for name in ("allow_subdomains", "allow_bare_domains", "allow_glob_domains",
                      "allow_any_name", "allow_localhost", "allow_ip_sans", "require_cn",
-                     "server_flag", "client_flag"):
+                     "server_flag", "client_flag", "generate_lease"):
             setattr(self, name, get_bool(data, name, getattr(self, name)))
         self.key_type = get_str(data, "key_type", self.key_type)
         self.key_bits = get_int(data, "key_bits", self.key_bits)
@@ -82,7 +86,7 @@ class Role:
             "allow_subdomains": self.allow_subdomains,
             "allowed_domains": self.allowed_domains,
             "client_flag": self.client_flag,
-            "generate_lease": False,
+            "generate_lease": self.generate_lease,
             "key_bits": self.key_bits or {"rsa": 2048, "ec": 256}.get(self.key_type, 0),
             "key_type": self.key_type,
             "max_ttl": self.max_ttl,
@@ -251,6 +255,7 @@ class PKIBackend:
         cert = issue(self.ca, common_name=common_name, dns_names=dns_names, ip_sans=ip_sans,
                      now=now, ttl=ttl, key=key, server=role.server_flag,
                      client=role.client_flag)
+        lease = self._lease(req, role_name, ttl, mount) if role.generate_lease else {}
         return ok(req, {
             "ca_chain": [self.ca.pem],
             "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -259,7 +264,16 @@ class PKIBackend:
             "private_key": private_pem(key),
             "private_key_type": "rsa" if isinstance(key, rsa.RSAPrivateKey) else role.key_type,
             "serial_number": serial_text(cert.serial_number),
-        }, warnings=warnings)
+        }, warnings=warnings, **lease)
+
+    def _lease(self, req: Request, role_name: str, ttl: int, mount: Mount) -> dict[str, Any]:
+        """A ``generate_lease`` role's lease: not renewable, as long as the certificate."""
+        token = req.token_entry
+        created = self._core.leases.create(
+            f"{mount.path}issue/{role_name}", ttl=ttl, max_ttl=ttl, renewable=False,
+            token_accessor=token.accessor if token is not None and not token.root else None,
+            namespace=mount.namespace, namespace_id=self._core.namespace_id(mount.namespace))
+        return {"lease_id": created.id, "lease_duration": ttl}
 
     @staticmethod
     def _ttl(data: dict[str, Any], role: Role, mount: Mount) -> tuple[int, list[str]]:

@@ -56,6 +56,10 @@ path "sys/leases/lookup" { capabilities = ["update"] }
 path "sys/leases/renew" { capabilities = ["update"] }
 path "sys/renew" { capabilities = ["update"] }
 path "sys/internal/ui/resultant-acl" { capabilities = ["read"] }
+# Allow response wrapping and unwrapping, and looking up wrapping tokens
+path "sys/wrapping/wrap" { capabilities = ["update"] }
+path "sys/wrapping/lookup" { capabilities = ["update"] }
+path "sys/wrapping/unwrap" { capabilities = ["update"] }
 path "cubbyhole/*" { capabilities = ["create", "read", "update", "delete", "list"] }
 """
 

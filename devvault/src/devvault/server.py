@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import random
 import re
 import socket
 import ssl
-import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +31,8 @@ from devvault.certs import issue, make_ca, new_key, private_pem
 from devvault.core import Core
 from devvault.database import DatabaseBackend
 from devvault.leases import LeaseState
+from devvault.listener import Server, parse_body
+from devvault.params import parse_duration
 from devvault.wire import JSON, Reply, Request, VaultError, error_body
 
 __all__ = ["DevVault"]
@@ -50,103 +48,6 @@ _INJECTED = {
     502: "upstream rate limited",
     503: "Vault is sealed",
 }
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 drops connections when a client opens 16 at once
-    # (the injector's concurrent fetch), which then wait a ~1 s SYN retry.
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], vault: DevVault,
-                 ssl_context: ssl.SSLContext | None) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.vault = vault
-        self.ssl_context = ssl_context
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("devserver: connection from %s ended with %s", client_address,
-                     type(sys.exc_info()[1]).__name__)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Without this every keep-alive response waits ~40 ms for the client's delayed ACK.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def setup(self) -> None:
-        if self.server.ssl_context is not None:
-            self.request = self.server.ssl_context.wrap_socket(self.request, server_side=True)
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.debug("devserver: %s %s -> %s", self.command, urlsplit(self.path).path, code)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("devserver: %s", format % args)
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _serve(self) -> None:
-        body = self._body()
-        reply = self.server.vault._serve(self.command, self.path, dict(self.headers.items()),
-                                         body)
-        if reply is None:
-            self.close_connection = True
-            return
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Cache-Control", "no-store")
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if reply.body and self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_LIST = do_PATCH = do_OPTIONS = _serve
-
-
-def _parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(raw.decode(), keep_blank_values=True))
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise VaultError(400, f"failed to parse JSON input: {exc}") from exc
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise VaultError(400, "failed to parse JSON input: json: cannot unmarshal "
-                              f"{type(value).__name__} into Go value of type "
-                              "map[string]interface {}")
-    return value
 
 
 class DevVault:
@@ -165,7 +66,9 @@ class DevVault:
         self._root_token = root_token
         self._tls = tls
         self._core = Core(root_token=root_token, kv_v1_mount=kv_v1_mount)
-        self._server: _Server | None = None
+        self._core.on_client_ca = self.trust_client_ca
+        self._context: ssl.SSLContext | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ca_pem: str | None = None
         self._knobs = threading.Lock()
@@ -175,6 +78,7 @@ class DevVault:
         self._error_paths: re.Pattern[str] | None = None
         self._outage = False
         self._log: list[tuple[str, str]] = []
+        self._client_cas: list[str] = []
         self._random = random.Random()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -184,7 +88,7 @@ class DevVault:
         if self._server is not None:
             return self
         context = self._tls_context() if self._tls else None
-        self._server = _Server((self._host, self._port), self, context)
+        self._server = Server((self._host, self._port), self, context)
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.01},
@@ -228,8 +132,28 @@ class DevVault:
             cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             key_file.write_text(private_pem(key))
             context.load_cert_chain(cert_file, key_file)
-        self._ca_pem = ca.pem
+        # Ask for a client certificate (cert auth) without requiring one. Python cannot accept an
+        # unverified one, so it must chain to a CA given to trust_client_ca.
+        context.verify_mode = ssl.CERT_OPTIONAL
+        with self._knobs:
+            self._ca_pem = ca.pem
+            self._context = context
+            for pem in self._client_cas:
+                context.load_verify_locations(cadata=pem)
         return context
+
+    def trust_client_ca(self, pem: str) -> None:
+        """Accepts TLS client certificates signed by ``pem`` (a cert auth role does this itself).
+
+        Without it a client certificate fails the TLS handshake; once trusted, a CA stays
+        trusted by the listener (``auth/cert/login`` still checks the role's own CA).
+        """
+        with self._knobs:
+            if pem in self._client_cas:
+                return
+            self._client_cas.append(pem)
+            if self._context is not None:
+                self._context.load_verify_locations(cadata=pem)
 
     # -- properties ------------------------------------------------------------------------------
 
@@ -332,7 +256,8 @@ class DevVault:
     # -- one request -----------------------------------------------------------------------------
 
     def _serve(self, method: str, target: str, headers: dict[str, str],
-               body: bytes) -> Reply | None:
+               body: bytes, *, tls: bool = False,
+               client_cert: bytes | None = None) -> Reply | None:
         with self._knobs:
             outage, latency = self._outage, self._latency
             rate, status, paths = self._error_rate, self._error_status, self._error_paths
@@ -355,7 +280,9 @@ class DevVault:
             return Reply(status=status, body=error_body([message]))
         lower = {name.lower(): value for name, value in headers.items()}
         try:
-            return self._core.handle(self._request(method, url.query, path, lower, body))
+            req = self._request(method, url.query, path, lower, body)
+            req.tls, req.client_cert = tls, client_cert
+            return self._core.handle(req)
         except VaultError as exc:
             return exc.reply()
         except Exception as exc:
@@ -374,15 +301,19 @@ class DevVault:
             raise VaultError(405, "unsupported operation")
         if op == "read" and params.pop("list", "").lower() in ("true", "1"):
             op = "list"
+        wrap_ttl = 0
         if headers.get("x-vault-wrap-ttl"):
-            raise VaultError(400, "dev server: response wrapping is not supported")
+            try:
+                wrap_ttl = parse_duration(headers["x-vault-wrap-ttl"], "X-Vault-Wrap-TTL")
+            except VaultError as exc:
+                raise VaultError(400, "error parsing X-Vault-Wrap-TTL header: "
+                                      + exc.errors[0]) from exc
         content_type = headers.get("content-type", JSON)
-        data = {**params, **_parse_body(body, content_type)}
+        data = {**params, **parse_body(body, content_type)}
         token = headers.get("x-vault-token", "")
         auth = headers.get("authorization", "")
         if not token and auth[:7].lower() == "bearer ":
             token = auth[7:].strip()
-        namespace = headers.get("x-vault-namespace", "").strip("/")
         return Request(method=method, op=op, path=path, data=data, token=token,
-                       namespace="" if namespace == "root" else namespace,
-                       content_type=content_type)
+                       namespace=headers.get("x-vault-namespace", ""),
+                       content_type=content_type, wrap_ttl=wrap_ttl)

@@ -2,8 +2,9 @@
 
 ``sys/mounts``, ``sys/auth``, ``sys/policy`` and ``sys/capabilities-self`` copy their ``data``
 keys to the top level of the body as Vault's ``HTTPSysInjector`` does. ``sys/unseal`` accepts
-any non-empty key (a 1-of-1 shamir seal whose key is not checked). Response wrapping
-(``sys/wrapping/*``, ``X-Vault-Wrap-TTL``) is not implemented: those requests get a 400.
+any non-empty key (a 1-of-1 shamir seal whose key is not checked). ``sys/wrapping/*`` is in
+``wrapping``, ``sys/namespaces`` in ``namespaces``, ``sys/leases`` in ``leases``. Everything here
+acts in the request's namespace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from devvault.leases import LeasesAPI
 from devvault.mounts import Mount, route, unsupported_op
+from devvault.namespaces import NamespacesAPI
 from devvault.params import get_bool, get_duration, get_list, get_map, get_str
 from devvault.wire import Reply, Request, Struct, VaultError, no_content, ok, raw
 
@@ -41,19 +43,22 @@ _ROUTES = [
     (r"policies/acl/(?P<name>.+)", "acl-policy"),
     (r"(?:internal/ui/mounts|mounts-all)/(?P<path>.+)", "preflight"),
     (r"capabilities-self", "capabilities-self"),
-    (r"(?:leases/.+|renew(?:/.+)?|revoke(?:/.+)?|revoke-prefix/.+)", "leases"),
-    (r"wrapping/.+", "wrapping"),
+    (r"(?:leases/.+|renew(?:/.+)?|revoke(?:/.+)?|revoke-(?:prefix|force)/.+)", "leases"),
+    (r"wrapping/(?P<op>wrap|unwrap|lookup|rewrap)", "wrapping"),
+    (r"namespaces(?:/.+)?", "namespaces"),
 ]
 
 
 class SystemBackend:
     """The ``sys/`` mount."""
 
-    unauthenticated_paths = frozenset({"health", "seal-status", "init", "unseal", "leader"})
+    unauthenticated_paths = frozenset({"health", "seal-status", "init", "unseal", "leader",
+                                       "wrapping/lookup"})
 
     def __init__(self, core: Core) -> None:
         self._core = core
         self._leases = LeasesAPI(core.leases)
+        self._namespaces = NamespacesAPI(core)
 
     def handle(self, req: Request, rel: str, mount: Mount) -> Reply:
         name, args = route(rel, _ROUTES)
@@ -61,7 +66,9 @@ class SystemBackend:
         if name == "leases":
             return self._leases.handle(req, rel)
         if name == "wrapping":
-            raise VaultError(400, "dev server: response wrapping is not supported")
+            return self._core.wrapper.handle(req, args["op"])
+        if name == "namespaces":
+            return self._namespaces.handle(req, rel)
         if name in ("health", "seal-status", "init", "leader", "seal", "unseal"):
             return self._status(req, name)
         if name in ("mounts", "mount", "mount-tune"):
@@ -186,16 +193,17 @@ class SystemBackend:
         if not path:
             if op != "read":
                 raise unsupported_op()
-            return ok(req, {p: m.info() for p, m in core.auth.mounts.items()}, inject=True)
+            table = core.auth_mounts(req.namespace).mounts
+            return ok(req, {p: m.info() for p, m in table.items()}, inject=True)
         if op == "update":
-            core.enable_auth(path, get_str(req.data, "type"),
+            core.enable_auth(req.namespace, path, get_str(req.data, "type"),
                              get_str(req.data, "description"))
             return no_content()
         if op == "delete":
-            core.disable_auth(path)
+            core.disable_auth(req.namespace, path)
             return no_content()
         if op == "read":
-            mount = core.auth.mounts.get(path.strip("/") + "/")
+            mount = core.auth_mounts(req.namespace).mounts.get(path.strip("/") + "/")
             if mount is None:
                 raise VaultError(400, f"No auth engine at {path.strip('/')}/")
             return ok(req, mount.info(), inject=True)
@@ -204,7 +212,7 @@ class SystemBackend:
     # -- policies --------------------------------------------------------------------------------
 
     def _policy(self, req: Request, name: str, policy_name: str) -> Reply:
-        store, op = self._core.policies, req.op
+        store, op = self._core.policy_store(req.namespace), req.op
         legacy = name in ("policies", "policy")
         if name in ("policies", "acl-policies"):
             if not (op == "list" or (legacy and op == "read")):
@@ -232,7 +240,7 @@ class SystemBackend:
         core, token = self._core, req.token_entry
         clean = path.strip("/") + "/"
         if clean.startswith("auth/"):
-            found = core.auth.find(clean[5:])
+            found = core.auth_mounts(req.namespace).find(clean[5:])
             prefix = "auth/"
         else:
             found = core.mounts(req.namespace).find(clean)
@@ -242,7 +250,7 @@ class SystemBackend:
         if found is None or token is None:
             raise denied
         mount = found[0]
-        if not core.policies.acl(token.policies).touches(prefix + mount.path):
+        if not core.acl(token).touches(core.acl_path(token, req.namespace, prefix + mount.path)):
             raise denied
         data = mount.info(with_path=True)
         data["path"] = prefix + mount.path
@@ -255,8 +263,9 @@ class SystemBackend:
         paths = get_list(req.data, "paths") or get_list(req.data, "path")
         if not paths:
             raise VaultError(400, "paths must be supplied")
-        acl = self._core.policies.acl(token.policies)
-        data: dict[str, Any] = {path: sorted(acl.capabilities(path)) for path in paths}
+        acl = self._core.acl(token)
+        data: dict[str, Any] = {path: sorted(acl.capabilities(
+            self._core.acl_path(token, req.namespace, path))) for path in paths}
         if len(paths) == 1:
             data["capabilities"] = data[paths[0]]
         return ok(req, data, inject=True)

@@ -52,6 +52,11 @@ class Token:
     parent: str | None = None
     last_renewal: float | None = None
     root: bool = False
+    #: The namespace the token was created in (``""`` root, else ``ns1/``): it is valid there and
+    #: in that namespace's children only.
+    namespace: str = ""
+    #: The token role it was created against (``auth/token/create/{role}``), if any.
+    role: str = ""
     children: set[str] = field(default_factory=set)
 
     def ttl(self, now: float) -> int:
@@ -178,7 +183,8 @@ class TokenStore:
     def issue(self, *, policies: list[str], ttl: int, max_ttl: int = MAX_LEASE_TTL,
               explicit_max_ttl: int = 0, period: int = 0, renewable: bool = True,
               num_uses: int = 0, display_name: str, meta: dict[str, str] | None, path: str,
-              parent: Token | None = None, token_id: str | None = None) -> Token:
+              parent: Token | None = None, token_id: str | None = None, namespace: str = "",
+              role: str = "") -> Token:
         """Creates a token; ``ttl`` 0 with the root policy means it never expires."""
         now = self._clock.now()
         limit = min(x for x in (max_ttl, explicit_max_ttl, MAX_LEASE_TTL) if x)
@@ -198,7 +204,8 @@ class TokenStore:
                       issue_time=now, creation_ttl=creation_ttl, expire_time=expire,
                       max_expire=max_expire, explicit_max_ttl=explicit_max_ttl, period=period,
                       renewable=renewable, num_uses=num_uses, orphan=parent is None,
-                      parent=parent.accessor if parent else None)
+                      parent=parent.accessor if parent else None, namespace=namespace,
+                      role=role)
         if parent is not None:
             parent.children.add(token.accessor)
         self._index(token)
@@ -215,6 +222,7 @@ class TokenStore:
             max_ttl=params.max_ttl or mount.max_ttl, explicit_max_ttl=params.explicit_max_ttl,
             period=params.period, num_uses=params.num_uses, meta=meta,
             display_name=f"{source}-{display_name}".strip("-"), path=f"auth/{mount.path}login",
+            namespace=mount.namespace,
         )
 
     def lookup(self, token_id: str) -> Token | None:
@@ -255,9 +263,15 @@ class TokenStore:
                 self.revoke(child)
         self._on_revoke(token)
 
-    def revoke_path_prefix(self, prefix: str) -> None:
+    def revoke_path_prefix(self, prefix: str, namespace: str = "") -> None:
         """Revokes every token created under ``prefix`` (an auth mount being disabled)."""
-        for token in [t for t in self._by_id.values() if t.path.startswith(prefix)]:
+        for token in [t for t in self._by_id.values()
+                      if t.path.startswith(prefix) and t.namespace == namespace]:
+            self.revoke(token)
+
+    def revoke_namespace(self, namespace: str) -> None:
+        """Revokes every token of ``namespace`` (being deleted)."""
+        for token in [t for t in self._by_id.values() if t.namespace == namespace]:
             self.revoke(token)
 
     def consume(self, token: Token) -> None:
@@ -276,7 +290,8 @@ class TokenStore:
         self._next_expiry = min((t.expire_time for t in self._by_id.values()
                                  if t.expire_time is not None), default=float("inf"))
 
-    def lookup_data(self, token: Token, now: float) -> dict[str, Any]:
+    def lookup_data(self, token: Token, now: float, *, by_accessor: bool = False) -> dict[str, Any]:
+        """What ``lookup`` returns; a lookup by accessor never reveals the token (``id: ""``)."""
         data: dict[str, Any] = {
             "accessor": token.accessor,
             "creation_time": int(token.issue_time),
@@ -285,8 +300,9 @@ class TokenStore:
             "entity_id": "",
             "expire_time": None if token.expire_time is None else rfc3339(token.expire_time),
             "explicit_max_ttl": token.explicit_max_ttl,
-            "id": token.id,
+            "id": "" if by_accessor else token.id,
             "meta": token.meta,
+            "namespace_path": token.namespace,
             "num_uses": token.num_uses,
             "orphan": token.orphan,
             "path": token.path,
@@ -299,4 +315,6 @@ class TokenStore:
             data["renewable"] = token.renewable
         if token.period:
             data["period"] = token.period
+        if token.role:
+            data["role"] = token.role
         return data

@@ -78,6 +78,11 @@ class Request:
     token: str = ""
     namespace: str = ""
     content_type: str = ""
+    #: ``X-Vault-Wrap-TTL`` in seconds (0: do not wrap).
+    wrap_ttl: int = 0
+    #: Whether the request came over TLS, and the DER client certificate presented, if any.
+    tls: bool = False
+    client_cert: bytes | None = None
     request_id: str = field(default_factory=lambda: new_uuid())
     #: Filled in by the router.
     mount_type: str = ""
@@ -92,6 +97,8 @@ class Reply:
     body: bytes = b""
     content_type: str = JSON
     headers: tuple[tuple[str, str], ...] = ()
+    #: The envelope behind ``body`` when it is one (what ``X-Vault-Wrap-TTL`` wraps).
+    payload: Struct | None = None
 
 
 def new_uuid() -> str:
@@ -159,7 +166,7 @@ def ok(req: Request, data: Any = None, *, inject: bool = False, status: int = 20
         injected = Struct((key, data[key]) for key in sorted(data))
         injected.update(body)
         body = injected
-    return Reply(status=status, body=encode(body))
+    return Reply(status=status, body=encode(body), payload=body)
 
 
 def raw(value: Any, *, status: int = 200, newline: bool = True) -> Reply:

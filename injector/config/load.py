@@ -59,8 +59,21 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         data["allow_non_tmpfs"] = env["INJECTOR_ALLOW_NON_TMPFS"].lower() in ("1", "true", "yes")
     vault = data.get("vault")
     if isinstance(vault, dict):
-        for key, var in (("address", "VAULT_ADDR"), ("namespace", "VAULT_NAMESPACE"), ("ca_cert", "VAULT_CACERT")):
-            if var in env and vault.get(key) is None:
+        if env.get("VAULT_SKIP_VERIFY", "").strip().lower() not in ("", "0", "false", "no"):
+            raise ConfigError(
+                "VAULT_SKIP_VERIFY is set: injector never turns off TLS verification of Vault from the "
+                "environment (the token would go to whoever answers); trust Vault's CA with VAULT_CACERT "
+                "or vault.ca_cert instead"
+            )
+        for key, var in (
+            ("address", "VAULT_ADDR"),
+            ("namespace", "VAULT_NAMESPACE"),
+            ("ca_cert", "VAULT_CACERT"),
+            ("ca_path", "VAULT_CAPATH"),
+            ("client_cert", "VAULT_CLIENT_CERT"),
+            ("client_key", "VAULT_CLIENT_KEY"),
+        ):
+            if env.get(var) and vault.get(key) is None:
                 vault[key] = env[var]
     aws = data.get("aws")
     if isinstance(aws, dict) and aws.get("endpoint_url") is None and "AWS_ENDPOINT_URL" in env:
@@ -313,17 +326,28 @@ class _Parser:
             return None
         fields = top.section("vault")
         address = fields.required("address", "the Vault URL, e.g. https://vault.vault:8200 (or set VAULT_ADDR)")
+        if (fields.raw.get("client_cert") is None) != (fields.raw.get("client_key") is None):
+            raise fields.error(
+                "client_key", "client_cert and client_key come together (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY)"
+            )
         _url(fields, "address", address)
         auth = self.vault_auth(fields.section("auth"))
         config = VaultConfig(
             address=address.rstrip("/"),
             namespace=fields.string("namespace"),
             ca_cert=fields.file_path("ca_cert", self.base),
+            ca_path=fields.file_path("ca_path", self.base),
+            client_cert=fields.file_path("client_cert", self.base),
+            client_key=fields.file_path("client_key", self.base),
             tls_skip_verify=fields.boolean("tls_skip_verify", False),
             timeout=fields.duration("timeout", 10.0),
             auth=auth,
             allowed_paths=self.vault_allowed_paths(fields),
         )
+        if auth.method == "cert" and config.client_cert is None:
+            raise fields.error(
+                "client_cert", "auth method cert needs client_cert and client_key (or VAULT_CLIENT_CERT)"
+            )
         fields.done()
         return config
 
@@ -355,18 +379,33 @@ class _Parser:
             role_id_file=fields.file_path("role_id_file", self.base),
             secret_id_file=fields.file_path("secret_id_file", self.base),
             jwt_file=fields.file_path("jwt_file", self.base),
+            secret_id_response_wrapping_path=(fields.string("secret_id_response_wrapping_path") or "").strip("/")
+            or None,
+            remove_secret_id_file_after_reading=fields.boolean("remove_secret_id_file_after_reading", True),
+            name=fields.string("name"),
+            header_value=fields.string("header_value"),
+            region=fields.string("region"),
+            sts_endpoint=fields.string("sts_endpoint"),
         )
+        if auth.sts_endpoint is not None:
+            _url(fields, "sts_endpoint", auth.sts_endpoint)
         needs = {
             "kubernetes": ("role",),
             "jwt": ("role", "jwt_file"),
             "approle": (),
             "token": (),
+            "cert": (),
+            "aws": ("role",),
         }[method]
         for key in needs:
             if getattr(auth, key) is None:
                 raise fields.error(key, f"is required for method {method}")
         if method == "approle" and auth.role_id is None and auth.role_id_file is None:
             raise fields.error("role_id_file", "approle needs role_id_file (or role_id)")
+        if auth.secret_id_response_wrapping_path is not None and auth.secret_id_file is None:
+            raise fields.error(
+                "secret_id_file", "secret_id_response_wrapping_path needs the file holding the wrapping token"
+            )
         fields.done()
         return auth
 

@@ -37,7 +37,7 @@ __all__ = [
 
 DEFAULT_MODE = 0o440
 K8S_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-AUTH_METHODS = ("token", "kubernetes", "approle", "jwt")
+AUTH_METHODS = ("token", "kubernetes", "approle", "jwt", "cert", "aws")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +54,19 @@ class VaultAuthConfig:
     role_id: str | None = None
     role_id_file: Path | None = None
     secret_id_file: Path | None = None
+    #: approle: the secret_id file holds a response-wrapping token created at this path
+    #: (``auth/approle/role/ROLE/secret-id``); it is unwrapped once (Vault Agent's option name).
+    secret_id_response_wrapping_path: str | None = None
+    #: approle: delete the secret_id file once read (Vault Agent's default).
+    remove_secret_id_file_after_reading: bool = True
     jwt_file: Path | None = None
+    #: cert: the certificate role (``auth/cert/certs/NAME``); without it Vault tries every role.
+    name: str | None = None
+    #: aws (iam): the X-Vault-AWS-IAM-Server-ID header value the auth method requires, if any.
+    header_value: str | None = None
+    #: aws (iam): the STS region and endpoint the signed GetCallerIdentity names.
+    region: str | None = None
+    sts_endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +74,12 @@ class VaultConfig:
     address: str
     namespace: str | None = None
     ca_cert: Path | None = None
+    #: A directory of CA certificates (VAULT_CAPATH), when ca_cert is not set.
+    ca_path: Path | None = None
+    #: The TLS client certificate and key sent to Vault (VAULT_CLIENT_CERT / VAULT_CLIENT_KEY);
+    #: read again for each new connection, so a rotated pair is used from the next login on.
+    client_cert: Path | None = None
+    client_key: Path | None = None
     #: TLS is verified unless this is set; a warning is logged at start when it is.
     tls_skip_verify: bool = False
     timeout: float = 10.0

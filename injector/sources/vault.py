@@ -95,6 +95,9 @@ def build_vault_source(config: Config) -> VaultSource:
         verify = False
     elif vault.ca_cert is not None:
         verify = str(vault.ca_cert)
+    elif vault.ca_path is not None:
+        verify = str(vault.ca_path)
+    cert = (str(vault.client_cert), str(vault.client_key)) if vault.client_cert and vault.client_key else None
     # url, token and verify are explicit: hvac otherwise reads VAULT_ADDR, VAULT_TOKEN,
     # ~/.vault-token and VAULT_CACERT (the last at import time). "" means no token yet.
     limits = config.limits
@@ -109,6 +112,7 @@ def build_vault_source(config: Config) -> VaultSource:
         url=vault.address,
         token="",
         verify=verify,
+        cert=cert,
         timeout=vault.timeout,
         namespace=vault.namespace,
         session=new_session(),

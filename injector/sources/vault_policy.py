@@ -11,8 +11,8 @@ become theirs to use on any path its policies allow. A reference is allowed when
    reference with request parameters would be a write and is refused;
 3. or it matches ``vault.allowed_paths`` when the operator set it (full paths, ``*`` = one path
    segment: ``pki_int/issue/web``, ``database/creds/*``), else the issuing endpoint of a known
-   engine wherever it is mounted (``ISSUING``: ``creds/*`` of database, aws, …, ``issue/*`` and
-   ``sign/*`` of pki). Root and intermediate CA generation, role and config paths, ``rotate``
+   engine wherever it is mounted (``ISSUING``: ``creds/*`` of database, aws, …, ``issue/*`` of
+   pki). Root and intermediate CA generation, role and config paths, ``rotate``
    endpoints are in neither.
 
 The check runs before any request for (1) by path, and once the mount is known for the rest.
@@ -33,7 +33,7 @@ FORBIDDEN_TYPES = frozenset(
 #: Engine type → the patterns (relative to its mount) whose requests issue credentials.
 ISSUING: dict[str, tuple[str, ...]] = {
     "database": ("creds/*", "static-creds/*"),
-    "pki": ("issue/*", "sign/*"),
+    "pki": ("issue/*",),
     "aws": ("creds/*", "sts/*"),
     "gcp": (
         "roleset/*/token",

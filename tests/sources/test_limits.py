@@ -99,3 +99,40 @@ class TestVault:
         vault_admin.secrets.kv.v2.create_or_update_secret(path="nested", secret=nested, mount_point=kv2_mount)
         result = fetch(make_vault_source(), f"vault:{kv2_mount}/nested")
         assert isinstance(result, SourceError) and "limits.max_depth" in str(result)
+
+
+@pytest.mark.aws
+def test_deep_aws_answer_envelope_is_that_references_error(aws_config, tmp_path):
+    """An endpoint answering Secrets Manager with deeply nested JSON gives an error, not a RecursionError."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from injector.sources.aws_secretsmanager import build_secretsmanager_source
+
+    body = b'{"SecretValues": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        config = aws_config(aws={"endpoint_url": f"http://127.0.0.1:{httpd.server_address[1]}", "max_attempts": 1})
+        source = build_secretsmanager_source(config)
+        try:
+            result = fetch(source, "aws-sm:any")
+        finally:
+            source.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert isinstance(result, SourceError), result

@@ -356,7 +356,8 @@ class VaultAuthenticator:
         if self._secret_id is not None and not path.exists():
             return self._secret_id  # the consumed file was removed
         wrapping = _read_credential(path, "wrapped secret_id", self._login_what())
-        if self._secret_id is not None and self._consumed is not None and hmac.compare_digest(wrapping, self._consumed):
+        consumed = (self._consumed or "").encode()
+        if self._secret_id is not None and consumed and hmac.compare_digest(wrapping.encode(), consumed):
             return self._secret_id  # the same, already consumed, wrapping token: never unwrapped twice
         secret_id = unwrap_secret_id(
             self._client, wrapping, expected_path=expected, where=self._login_what(), file=path

@@ -84,13 +84,27 @@ def config_options(func: F) -> F:
     )(func)
 
 
+def _flag_overrides(**params: Any) -> dict[str, str]:
+    """Returns the config keys given as flags on the command line: they win over the file.
+
+    The same options read INJECTOR_OUTPUT_DIR / INJECTOR_HEALTH_ADDRESS, but a value from the
+    environment only fills what the file leaves out (``apply_env``), as the README says.
+    """
+    ctx = click.get_current_context()
+    keys = {"output_dir": "output_dir", "health_address": "health.address"}
+    return {
+        keys[name]: str(value)
+        for name, value in params.items()
+        if value is not None and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+
+
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
     configure_logging(log_level, log_format)
     make_undumpable()
     from injector.config.load import load_config
 
-    overrides = {"output_dir": str(output_dir) if output_dir else None}
-    return load_config(config_path, overrides=overrides)
+    return load_config(config_path, overrides=_flag_overrides(output_dir=output_dir))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -167,8 +181,7 @@ def sidecar(
     from injector.config.load import load_config
     from injector.modes.sidecar import Sidecar
 
-    overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
-    config = load_config(config_path, overrides=overrides)
+    config = load_config(config_path, overrides=_flag_overrides(output_dir=output_dir, health_address=health_address))
     code = Sidecar(config, revoke_on_exit=revoke_on_exit).run()
     sys.exit(code)
 
@@ -227,8 +240,7 @@ def exec_(
     from injector.config.load import load_config
     from injector.modes.exec import ExecMode
 
-    overrides = {"output_dir": str(output_dir) if output_dir else None, "health.address": health_address}
-    config = load_config(config_path, overrides=overrides)
+    config = load_config(config_path, overrides=_flag_overrides(output_dir=output_dir, health_address=health_address))
     code = ExecMode(config, command, revoke_on_exit=revoke_on_exit, timeout=timeout).run()
     sys.exit(code)
 

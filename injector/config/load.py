@@ -42,7 +42,7 @@ from injector.errors import ConfigError
 from injector.refs import Reference, parse_reference
 from injector.units import parse_duration, parse_mode
 
-__all__ = ["apply_env", "build_config", "check_destination", "parse_signal", "set_dotted"]
+__all__ = ["apply_env", "build_config", "check_destination", "check_yaml", "parse_signal", "set_dotted"]
 
 
 def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -59,13 +59,67 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         data["allow_non_tmpfs"] = env["INJECTOR_ALLOW_NON_TMPFS"].lower() in ("1", "true", "yes")
     vault = data.get("vault")
     if isinstance(vault, dict):
-        for key, var in (("address", "VAULT_ADDR"), ("namespace", "VAULT_NAMESPACE"), ("ca_cert", "VAULT_CACERT")):
-            if var in env and vault.get(key) is None:
+        if env.get("VAULT_SKIP_VERIFY", "").strip().lower() not in ("", "0", "false", "no"):
+            raise ConfigError(
+                "VAULT_SKIP_VERIFY is set: injector never turns off TLS verification of Vault from the "
+                "environment (the token would go to whoever answers); trust Vault's CA with VAULT_CACERT "
+                "or vault.ca_cert instead"
+            )
+        for key, var in (
+            ("address", "VAULT_ADDR"),
+            ("namespace", "VAULT_NAMESPACE"),
+            ("ca_cert", "VAULT_CACERT"),
+            ("ca_path", "VAULT_CAPATH"),
+            ("client_cert", "VAULT_CLIENT_CERT"),
+            ("client_key", "VAULT_CLIENT_KEY"),
+        ):
+            if env.get(var) and vault.get(key) is None:
                 vault[key] = env[var]
     aws = data.get("aws")
     if isinstance(aws, dict) and aws.get("endpoint_url") is None and "AWS_ENDPOINT_URL" in env:
         aws["endpoint_url"] = env["AWS_ENDPOINT_URL"]
     return data
+
+
+#: Bounds on a config document, checked on YAML events before anything is built from them.
+MAX_CONFIG_DEPTH = 64
+MAX_CONFIG_NODES = 100_000
+
+
+def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
+    """Refuses YAML nested deeper than ``max_depth`` or expanding to more than ``max_nodes`` nodes.
+
+    Works on the parser's events (the parser keeps an explicit stack, so it does not recurse),
+    counting each alias as the size of what its anchor stands for: nine levels of ten aliases
+    ("billion laughs") are 10**9 nodes once expanded, whoever expands them later (a message, a
+    template, ``json.dumps``). Messages give counts and limits, never document text.
+
+    Raises:
+        ValueError: the document is too deep or too large once aliases are expanded.
+        yaml.YAMLError: the text is not YAML.
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}
+    open_nodes: list[list[Any]] = [[None, 0]]  # per open collection: its anchor, its expanded size
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) > max_depth:
+                raise ValueError(f"YAML nested deeper than {max_depth} levels")
+            open_nodes.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_nodes.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, size = None, sizes.get(str(event.anchor), 1)
+        else:
+            continue
+        if anchor is not None:
+            sizes[str(anchor)] = size
+        open_nodes[-1][1] += size
+        if open_nodes[-1][1] > max_nodes:
+            raise ValueError(f"YAML expands to more than {max_nodes} nodes once its aliases (*name) are expanded")
 
 
 def _get_dotted(data: Mapping[str, Any], dotted: str) -> Any:
@@ -169,7 +223,7 @@ class _Fields:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise self.error(key, f"expected a number from {low:g} to {high:g}, got {value!r}")
+            raise self.error(key, f"expected a number from {low:g} to {high:g}, got {_kind(value)}")
         return float(value)
 
     def integer(self, key: str, default: int | None, *, low: int = 0, high: int = 2**31) -> int | None:
@@ -177,7 +231,7 @@ class _Fields:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.error(key, f"expected a whole number from {low} to {high}, got {value!r}")
+            raise self.error(key, f"expected a whole number from {low} to {high}, got {_kind(value)}")
         return value
 
     def file_path(self, key: str, base: Path, default: Path | None = None) -> Path | None:
@@ -234,6 +288,7 @@ class _Parser:
             base_dir=self.base,
             output_dir=self.abs_dir(top, "output_dir", output),
             state_dir=self.abs_dir(top, "state_dir", state) if state else None,
+            file_roots=self.file_roots(top),
             allow_non_tmpfs=top.boolean("allow_non_tmpfs", False),
             vault=self.vault(top),
             aws=self.aws(top.section("aws")),
@@ -248,7 +303,17 @@ class _Parser:
         top.done()
         if config.state_dir is not None and _inside(config.state_dir, config.output_dir):
             raise ConfigError("state_dir: must not be inside output_dir (the app must not read the token)")
+        if config.state_dir is not None:
+            for root in config.file_roots:
+                if _inside(root, config.state_dir):
+                    raise ConfigError(f"file_roots: {root} is inside state_dir (the token is never readable)")
         return config
+
+    def file_roots(self, top: _Fields) -> tuple[Path, ...]:
+        roots = tuple(Path(os.path.normpath(self.base / p)) for p in top.string_list("file_roots"))
+        for root in roots:
+            _check_path_text(top, "file_roots", str(root))
+        return roots
 
     def abs_dir(self, fields: _Fields, key: str, value: str) -> Path:
         _check_path_text(fields, key, value)
@@ -261,18 +326,42 @@ class _Parser:
             return None
         fields = top.section("vault")
         address = fields.required("address", "the Vault URL, e.g. https://vault.vault:8200 (or set VAULT_ADDR)")
+        if (fields.raw.get("client_cert") is None) != (fields.raw.get("client_key") is None):
+            raise fields.error(
+                "client_key", "client_cert and client_key come together (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY)"
+            )
         _url(fields, "address", address)
         auth = self.vault_auth(fields.section("auth"))
         config = VaultConfig(
             address=address.rstrip("/"),
             namespace=fields.string("namespace"),
             ca_cert=fields.file_path("ca_cert", self.base),
+            ca_path=fields.file_path("ca_path", self.base),
+            client_cert=fields.file_path("client_cert", self.base),
+            client_key=fields.file_path("client_key", self.base),
             tls_skip_verify=fields.boolean("tls_skip_verify", False),
             timeout=fields.duration("timeout", 10.0),
             auth=auth,
+            allowed_paths=self.vault_allowed_paths(fields),
         )
+        if auth.method == "cert" and config.client_cert is None:
+            raise fields.error(
+                "client_cert", "auth method cert needs client_cert and client_key (or VAULT_CLIENT_CERT)"
+            )
         fields.done()
         return config
+
+    def vault_allowed_paths(self, fields: _Fields) -> tuple[str, ...] | None:
+        if fields.get("allowed_paths") is None:
+            return None
+        paths = tuple(p.strip("/") for p in fields.string_list("allowed_paths"))
+        for path in paths:
+            top = path.split("/", 1)[0]
+            if not path or top in ("auth", "sys", "identity", "cubbyhole"):
+                raise fields.error(
+                    "allowed_paths", f"{path!r} can never be allowed (auth/, sys/, identity/, cubbyhole/)"
+                )
+        return paths
 
     def vault_auth(self, fields: _Fields) -> VaultAuthConfig:
         method = fields.string("method", "token") or "token"
@@ -290,18 +379,33 @@ class _Parser:
             role_id_file=fields.file_path("role_id_file", self.base),
             secret_id_file=fields.file_path("secret_id_file", self.base),
             jwt_file=fields.file_path("jwt_file", self.base),
+            secret_id_response_wrapping_path=(fields.string("secret_id_response_wrapping_path") or "").strip("/")
+            or None,
+            remove_secret_id_file_after_reading=fields.boolean("remove_secret_id_file_after_reading", True),
+            name=fields.string("name"),
+            header_value=fields.string("header_value"),
+            region=fields.string("region"),
+            sts_endpoint=fields.string("sts_endpoint"),
         )
+        if auth.sts_endpoint is not None:
+            _url(fields, "sts_endpoint", auth.sts_endpoint)
         needs = {
             "kubernetes": ("role",),
             "jwt": ("role", "jwt_file"),
             "approle": (),
             "token": (),
+            "cert": (),
+            "aws": ("role",),
         }[method]
         for key in needs:
             if getattr(auth, key) is None:
                 raise fields.error(key, f"is required for method {method}")
         if method == "approle" and auth.role_id is None and auth.role_id_file is None:
             raise fields.error("role_id_file", "approle needs role_id_file (or role_id)")
+        if auth.secret_id_response_wrapping_path is not None and auth.secret_id_file is None:
+            raise fields.error(
+                "secret_id_file", "secret_id_response_wrapping_path needs the file holding the wrapping token"
+            )
         fields.done()
         return auth
 
@@ -482,7 +586,7 @@ class _Parser:
             address = str(address)
             _host, sep, port = address.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-                raise fields.error("address", f"expected HOST:PORT such as 0.0.0.0:8099, got {address!r}")
+                raise fields.error("address", f"expected HOST:PORT such as 0.0.0.0:8099, got {_kind(address)}")
         health = HealthConfig(
             address=None if address is False else (address or HealthConfig().address),
             watchdog=fields.duration("watchdog", 300.0),
@@ -496,6 +600,7 @@ class _Parser:
         limits = LimitsConfig(
             max_output_bytes=fields.integer("max_output_bytes", 8 * 1024 * 1024, low=1) or 1,
             max_secret_bytes=fields.integer("max_secret_bytes", 1024 * 1024, low=1) or 1,
+            max_depth=fields.integer("max_depth", 64, low=1, high=512) or 64,
             render_timeout=fields.duration("render_timeout", 10.0),
             max_concurrency=fields.integer("max_concurrency", 16, low=1, high=256) or 16,
         )
@@ -545,7 +650,7 @@ def parse_signal(value: object, where: str) -> int:
         name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
         if name in signal.Signals.__members__:
             return int(signal.Signals[name])
-    raise ConfigError(f"{where}: expected a signal name such as SIGHUP, got {value!r}")
+    raise ConfigError(f"{where}: expected a signal name such as SIGHUP, got {_kind(value)}")
 
 
 def check_destination(value: str, where: str) -> str:
@@ -620,7 +725,10 @@ def load_config_text(
     ``base_dir`` (default: ``path``'s folder) is where relative sources and ``file:`` references resolve.
     """
     try:
+        check_yaml(text, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_NODES)
         raw = yaml.safe_load(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: refused: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         # Only the position and the problem: the snippet YAML adds could quote a line of the file.
         mark = exc.problem_mark

@@ -38,7 +38,7 @@ __all__ = [
 
 DEFAULT_MODE = 0o440
 K8S_TOKEN_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-AUTH_METHODS = ("token", "kubernetes", "approle", "jwt")
+AUTH_METHODS = ("token", "kubernetes", "approle", "jwt", "cert", "aws")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +55,19 @@ class VaultAuthConfig:
     role_id: str | None = None
     role_id_file: Path | None = None
     secret_id_file: Path | None = None
+    #: approle: the secret_id file holds a response-wrapping token created at this path
+    #: (``auth/approle/role/ROLE/secret-id``); it is unwrapped once (Vault Agent's option name).
+    secret_id_response_wrapping_path: str | None = None
+    #: approle: delete the secret_id file once read (Vault Agent's default).
+    remove_secret_id_file_after_reading: bool = True
     jwt_file: Path | None = None
+    #: cert: the certificate role (``auth/cert/certs/NAME``); without it Vault tries every role.
+    name: str | None = None
+    #: aws (iam): the X-Vault-AWS-IAM-Server-ID header value the auth method requires, if any.
+    header_value: str | None = None
+    #: aws (iam): the STS region and endpoint the signed GetCallerIdentity names.
+    region: str | None = None
+    sts_endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,10 +75,19 @@ class VaultConfig:
     address: str
     namespace: str | None = None
     ca_cert: Path | None = None
+    #: A directory of CA certificates (VAULT_CAPATH), when ca_cert is not set.
+    ca_path: Path | None = None
+    #: The TLS client certificate and key sent to Vault (VAULT_CLIENT_CERT / VAULT_CLIENT_KEY);
+    #: read again for each new connection, so a rotated pair is used from the next login on.
+    client_cert: Path | None = None
+    client_key: Path | None = None
     #: TLS is verified unless this is set; a warning is logged at start when it is.
     tls_skip_verify: bool = False
     timeout: float = 10.0
     auth: VaultAuthConfig = field(default_factory=VaultAuthConfig)
+    #: Paths beyond KV reads that references may use (``*`` = one segment); None: the issuing
+    #: endpoints of known engines (``injector.sources.vault_policy.ISSUING``).
+    allowed_paths: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +197,9 @@ class HealthConfig:
 class LimitsConfig:
     max_output_bytes: int = 8 * 1024 * 1024
     max_secret_bytes: int = 1024 * 1024
+    #: How deep a value's arrays and objects may nest (JSON text, KV data, YAML files); checked by
+    #: every source before the value is parsed or stored, so a hostile value cannot exhaust the stack.
+    max_depth: int = 64
     render_timeout: float = 10.0
     max_concurrency: int = 16
 
@@ -201,6 +225,9 @@ class Config:
     base_dir: Path
     output_dir: Path
     state_dir: Path | None = None
+    #: Folders ``file:`` references may read beneath; empty: the config's folder and the
+    #: folders of the templates' sources (``injector.sources.files``).
+    file_roots: tuple[Path, ...] = ()
     allow_non_tmpfs: bool = False
     vault: VaultConfig | None = None
     aws: AwsConfig = field(default_factory=AwsConfig)

@@ -212,7 +212,18 @@ def _aws_ssm(config: Config) -> Source:
 def _file(config: Config) -> Source:
     from injector.sources.files import FileSource
 
-    return FileSource(base_dir=config.base_dir)
+    roots = config.file_roots
+    if not roots:
+        # Default: the config's folder and the folders of the templates' sources.
+        sources = (t.source.parent for t in config.templates if t.source is not None)
+        roots = tuple(dict.fromkeys((config.base_dir, *sources)))
+    return FileSource(
+        base_dir=config.base_dir,
+        roots=roots,
+        state_dir=config.state_dir,
+        max_bytes=config.limits.max_secret_bytes,
+        max_depth=config.limits.max_depth,
+    )
 
 
 def _env(config: Config) -> Source:

@@ -297,6 +297,10 @@ class AwsContext:
             yield
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise map_aws_error(exc, self, label) from exc
+        except RecursionError:
+            # botocore parses the answer's JSON itself: a hostile endpoint's deep nesting ends here.
+            prefix = f"{label}: " if label else ""
+            raise SourceError(f"{prefix}{self.service}'s answer nests too deeply to parse") from None
 
     def credential_source(self) -> str:
         if self.credentials is None:

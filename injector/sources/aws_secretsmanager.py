@@ -69,6 +69,7 @@ from injector.sources._aws import (
     relabel,
     run_concurrently,
 )
+from injector.sources._limits import ValueLimits
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -108,12 +109,14 @@ class SecretsManagerSource(SourceDefaults):
         client: SecretsManagerClient,
         max_concurrency: int = 16,
         max_secret_bytes: int = 1024 * 1024,
+        max_depth: int = 64,
         credentials: Callable[[], str] | None = None,
     ) -> None:
         """Wraps ``client``; ``credentials`` names the credential source in AuthError messages."""
         self.client = client
         self._max_concurrency = max_concurrency
         self._max_bytes = max_secret_bytes
+        self._limits = ValueLimits(max_bytes=max_secret_bytes, max_depth=max_depth)
         self._ctx = AwsContext.of("Secrets Manager", client, credentials)
         self.calls = count_calls(client)
         self._lock = threading.Lock()
@@ -248,6 +251,11 @@ class SecretsManagerSource(SourceDefaults):
                 "raise limits.max_secret_bytes if a value this large is expected",
                 ref=str(ref),
             )
+        try:
+            # Before anything parses it: #KEY selection and the redactor read a JSON SecretString.
+            self._limits.check_text(str(ref), value, ref=str(ref))
+        except SourceError as exc:
+            return exc
         return Fetched(value=Secret(value), version=str(version) if version else None)
 
 
@@ -279,5 +287,6 @@ def build_secretsmanager_source(config: Config) -> SecretsManagerSource:
         client=cast(SecretsManagerClient, client),
         max_concurrency=config.limits.max_concurrency,
         max_secret_bytes=config.limits.max_secret_bytes,
+        max_depth=config.limits.max_depth,
         credentials=credentials,
     )

@@ -37,6 +37,7 @@ from injector.sources._aws import (
     relabel,
     run_concurrently,
 )
+from injector.sources._limits import ValueLimits
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -75,12 +76,14 @@ class SsmSource(SourceDefaults):
         client: SsmClient,
         max_concurrency: int = 16,
         max_secret_bytes: int = 1024 * 1024,
+        max_depth: int = 64,
         credentials: Callable[[], str] | None = None,
     ) -> None:
         """Wraps ``client``; ``credentials`` names the credential source in AuthError messages."""
         self.client = client
         self._max_concurrency = max_concurrency
         self._max_bytes = max_secret_bytes
+        self._limits = ValueLimits(max_bytes=max_secret_bytes, max_depth=max_depth)
         self._ctx = AwsContext.of("SSM Parameter Store", client, credentials)
         self.calls = count_calls(client)
 
@@ -166,6 +169,10 @@ class SsmSource(SourceDefaults):
         size = sum(len(v.encode("utf-8")) for v in values.values())
         if size > self._max_bytes:
             return {ref: self._too_large(ref, size, f"the {len(values)} parameters under {prefix} total")}
+        try:
+            self._limits.check(str(ref), values, ref=str(ref))
+        except SourceError as exc:
+            return {ref: exc}
         digest = hashlib.sha256("\n".join(f"{n}\t{v}" for n, v in sorted(versions)).encode("utf-8"))
         return {ref: Fetched(value=Secret(values), version=digest.hexdigest()[:16])}
 
@@ -176,6 +183,11 @@ class SsmSource(SourceDefaults):
         size = len(value.encode("utf-8"))
         if size > self._max_bytes:
             return self._too_large(ref, size, "the parameter is")
+        try:
+            # Before anything parses it: #KEY selection and the redactor read a JSON value.
+            self._limits.check_text(str(ref), value, ref=str(ref))
+        except SourceError as exc:
+            return exc
         return Fetched(value=Secret(value), version=None if version is None else str(version))
 
     def _not_found(self, ref: Reference, what: str) -> NotFoundError:
@@ -214,5 +226,6 @@ def build_ssm_source(config: Config) -> SsmSource:
         client=cast(SsmClient, client),
         max_concurrency=config.limits.max_concurrency,
         max_secret_bytes=config.limits.max_secret_bytes,
+        max_depth=config.limits.max_depth,
         credentials=credentials,
     )

@@ -41,6 +41,7 @@ import hvac.exceptions
 import requests
 import urllib3
 
+from injector.config.model import LimitsConfig
 from injector.errors import (
     AccessDeniedError,
     AuthError,
@@ -51,6 +52,7 @@ from injector.errors import (
 )
 from injector.refs import Reference, Secret
 from injector.sources import CallCounter, Fetched, Lease, SourceDefaults
+from injector.sources._limits import ValueLimits
 from injector.sources.vault_auth import (
     TRANSIENT_STATUSES,
     VaultAuthenticator,
@@ -58,6 +60,8 @@ from injector.sources.vault_auth import (
     vault_reason,
     vault_status,
 )
+from injector.sources.vault_http import ENVELOPE_BYTES, VaultSession
+from injector.sources.vault_policy import VaultPathPolicy
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -106,11 +110,43 @@ def build_vault_source(config: Config) -> VaultSource:
         verify = False
     elif vault.ca_cert is not None:
         verify = str(vault.ca_cert)
+    elif vault.ca_path is not None:
+        verify = str(vault.ca_path)
+    cert = (str(vault.client_cert), str(vault.client_key)) if vault.client_cert and vault.client_key else None
     # url, token and verify are explicit: hvac otherwise reads VAULT_ADDR, VAULT_TOKEN,
     # ~/.vault-token and VAULT_CACERT (the last at import time). "" means no token yet.
-    client = hvac.Client(url=vault.address, token="", verify=verify, timeout=vault.timeout, namespace=vault.namespace)
+    limits = config.limits
+
+    def new_session() -> requests.Session:
+        session = VaultSession(max_bytes=limits.max_secret_bytes + ENVELOPE_BYTES, max_depth=limits.max_depth)
+        # hvac takes verify from a given session over its own argument.
+        session.verify = verify
+        return session
+
+    client = hvac.Client(
+        url=vault.address,
+        token="",
+        verify=verify,
+        cert=cert,
+        timeout=vault.timeout,
+        namespace=vault.namespace,
+        session=new_session(),
+        allow_redirects=False,
+    )
     authenticator = VaultAuthenticator(client, vault.auth, address=vault.address)
-    return VaultSource(client=client, authenticator=authenticator, max_concurrency=config.limits.max_concurrency)
+    return VaultSource(
+        client=client,
+        authenticator=authenticator,
+        max_concurrency=limits.max_concurrency,
+        policy=VaultPathPolicy(vault.allowed_paths),
+        new_session=new_session,
+        value_limits=ValueLimits(max_bytes=limits.max_secret_bytes, max_depth=limits.max_depth),
+    )
+
+
+def _default_session() -> requests.Session:
+    defaults = LimitsConfig()
+    return VaultSession(max_bytes=defaults.max_secret_bytes + ENVELOPE_BYTES, max_depth=defaults.max_depth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +183,11 @@ class VaultSource(SourceDefaults):
         authenticator: logs in, renews the token, hands it over (``vault_auth.VaultAuthenticator``).
         max_concurrency: at most this many requests to Vault at once.
         clock: ``time.monotonic`` or a test clock, for lease grant times.
+        policy: which paths references may touch (default: KV reads and issuing endpoints).
+        new_session: makes each worker thread's ``requests.Session`` (default: a ``VaultSession``
+            with the default limits).
+        value_limits: ``limits.max_secret_bytes`` and ``limits.max_depth`` for each value (texts
+            inside KV data that look like JSON are scanned before anything parses them).
     """
 
     scheme = "vault"
@@ -158,8 +199,19 @@ class VaultSource(SourceDefaults):
         authenticator: VaultAuthenticator,
         max_concurrency: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        policy: VaultPathPolicy | None = None,
+        new_session: Callable[[], requests.Session] | None = None,
+        value_limits: ValueLimits | None = None,
     ) -> None:
         self._client = client
+        self._policy = policy or VaultPathPolicy()
+        self._new_session = new_session or _default_session
+        if not isinstance(client.adapter.session, VaultSession):
+            # Logins and token calls go through the shared client: they get the redirect rule too.
+            # (hvac passes verify, cert and timeout with each request, not through the session.)
+            client.adapter.session = self._new_session()
+        defaults = LimitsConfig()
+        self._limits = value_limits or ValueLimits(max_bytes=defaults.max_secret_bytes, max_depth=defaults.max_depth)
         self._auth = authenticator
         self._max_concurrency = max(1, max_concurrency)
         self._clock = clock
@@ -285,8 +337,17 @@ class VaultSource(SourceDefaults):
 
     def _fetch_one(self, ref: Reference) -> Fetched | SourceError:
         try:
+            self._policy.check_path(str(ref), ref.path)
             mount = self._mount_of(ref)
             plan = self._plan(ref, mount)
+            self._policy.check_request(
+                str(ref),
+                path=ref.path,
+                mount_path=mount.path,
+                mount_type=mount.type,
+                kv=mount.kv_version > 0,
+                write=plan.method != "GET",
+            )
             with self._errors(ref, plan.path, action=plan.action, plan=plan):
                 params = {"version": plan.version} if plan.version else None
                 body = self._call(plan.method, plan.path, params=params, body=plan.body)
@@ -297,6 +358,7 @@ class VaultSource(SourceDefaults):
                 raise SourceError(
                     f"{ref}: Vault's answer for {plan.path} has an unexpected shape", ref=str(ref)
                 ) from None
+            self._limits.check(str(ref), fetched.value.reveal(), ref=str(ref))
         except SourceError as exc:
             return exc
         logger.debug("fetched %s (version %s)", self.describe(ref), fetched.version)
@@ -422,7 +484,7 @@ class VaultSource(SourceDefaults):
             base = self._client.adapter
             adapter = type(base).from_adapter(base)
             # from_adapter shares the base session; verify/cert/timeout still travel per request.
-            adapter.session = requests.Session()
+            adapter.session = self._new_session()
             adapter.session.hooks["response"].append(self._count)
             with self._lock:
                 self._sessions.add(adapter.session)
@@ -486,6 +548,9 @@ class VaultSource(SourceDefaults):
             raise UnavailableError(
                 f"{ref}: cannot reach Vault at {self._client.url}: {transport_reason(exc)}", ref=str(ref)
             ) from exc
+        except RecursionError:
+            # VaultSession checks the depth before parsing; this is the last line, not the first.
+            raise SourceError(f"{ref}: Vault's answer for {path} nests too deeply to parse", ref=str(ref)) from None
 
     def _mapped(
         self,

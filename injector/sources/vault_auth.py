@@ -3,7 +3,9 @@
 Methods (``vault.auth.method``): ``token`` (``token_file``, re-read at every login, else
 ``VAULT_TOKEN``), ``kubernetes`` (the service-account token at ``token_path``, re-read at every
 login because the kubelet rotates it), ``approle`` (``role_id``/``role_id_file`` and
-``secret_id_file``, re-read at every login) and ``jwt`` (``jwt_file``, re-read at every login).
+``secret_id_file``, re-read at every login, or a response-wrapped secret ID unwrapped once),
+``jwt`` (``jwt_file``, re-read at every login), ``cert`` (the TLS client certificate) and ``aws``
+(iam: a signed ``sts:GetCallerIdentity``); the requests of the last three are in ``vault_methods``.
 
 Lifecycle, as Vault Agent's auto-auth does it:
 
@@ -23,6 +25,7 @@ No token, secret_id or JWT is ever logged or put into an exception message.
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import logging
 import os
@@ -41,6 +44,7 @@ import hvac.exceptions
 import requests
 
 from injector.errors import AuthError, UnavailableError
+from injector.sources.vault_methods import aws_iam_login, cert_login, unwrap_secret_id
 
 if TYPE_CHECKING:
     from injector.config.model import VaultAuthConfig
@@ -181,7 +185,10 @@ class VaultAuthenticator:
         #: Set when a renewal granted less than asked: the max TTL is near, log in next time.
         self._login_next = False
         #: approle: the role name Vault reports at login (metadata.role_name), for messages.
-        self._role_name: str | None = auth.role
+        self._role_name: str | None = auth.role or auth.name
+        #: approle with a wrapped secret_id: the unwrapped ID and the wrapping token it came from.
+        self._secret_id: str | None = None
+        self._consumed: str | None = None
         self.method = auth.method
         # VaultAuthConfig built in code keeps the dataclass default "token" for every method.
         self.mount = auth.method if auth.mount == "token" and auth.method != "token" else auth.mount
@@ -273,6 +280,20 @@ class VaultAuthenticator:
                 new = self._login_approle()
             elif self.method == "jwt":
                 new = self._login_jwt()
+            elif self.method == "cert":
+                new = self._from_login(cert_login(self._client, mount=self.mount, name=self._auth.name))
+            elif self.method == "aws":
+                new = self._from_login(
+                    aws_iam_login(
+                        self._client,
+                        mount=self.mount,
+                        role=self._auth.role,
+                        header_value=self._auth.header_value,
+                        region=self._auth.region,
+                        sts_endpoint=self._auth.sts_endpoint,
+                        where=self._login_what(),
+                    )
+                )
             else:
                 raise AuthError(f"unknown Vault auth method {self.method!r}")
         self._adopt(new)
@@ -317,13 +338,45 @@ class VaultAuthenticator:
         else:
             raise AuthError(f"{self._login_what()}: set vault.auth.role_id_file (or role_id)")
         secret_id = None
-        if self._auth.secret_id_file is not None:
+        if self._auth.secret_id_response_wrapping_path is not None:
+            secret_id = self._wrapped_secret_id()
+        elif self._auth.secret_id_file is not None:
             secret_id = _read_credential(self._auth.secret_id_file, "secret_id", self._login_what())
         return self._from_login(
             self._client.auth.approle.login(
                 role_id=role_id, secret_id=secret_id, use_token=False, mount_point=self.mount
             )
         )
+
+    def _wrapped_secret_id(self) -> str:
+        """Unwraps the secret_id file once; later logins reuse the unwrapped ID until a new file comes."""
+        path = self._auth.secret_id_file
+        expected = self._auth.secret_id_response_wrapping_path
+        if path is None or expected is None:
+            raise AuthError(f"{self._login_what()}: a wrapped secret_id needs secret_id_file")
+        if self._secret_id is not None and not path.exists():
+            return self._secret_id  # the consumed file was removed
+        wrapping = _read_credential(path, "wrapped secret_id", self._login_what())
+        consumed = (self._consumed or "").encode()
+        if self._secret_id is not None and consumed and hmac.compare_digest(wrapping.encode(), consumed):
+            return self._secret_id  # the same, already consumed, wrapping token: never unwrapped twice
+        secret_id = unwrap_secret_id(
+            self._client, wrapping, expected_path=expected, where=self._login_what(), file=path
+        )
+        self._secret_id, self._consumed = secret_id, wrapping
+        removed = False
+        if self._auth.remove_secret_id_file_after_reading:
+            try:
+                path.unlink()
+                removed = True
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("could not remove the consumed secret_id file %s: %s", path, exc.strerror)
+        logger.info(
+            "unwrapped the secret_id in %s (created at %s)%s", path, expected, "; removed it" if removed else ""
+        )
+        return secret_id
 
     def _login_jwt(self) -> _Token:
         if self._auth.jwt_file is None:
@@ -384,9 +437,9 @@ class VaultAuthenticator:
         self._due = current.obtained_at + current.ttl * fraction
 
     def _login_what(self) -> str:
-        if self.method == "approle":
+        if self.method in ("approle", "cert"):
             role = f" role {self._role_name}" if self._role_name else ""
-            return f"approle login{role} at auth/{self.mount}"
+            return f"{self.method} login{role} at auth/{self.mount}"
         return f"{self.method} login as role {self._auth.role} at auth/{self.mount}"
 
     def _hint(self) -> str:
@@ -400,6 +453,16 @@ class VaultAuthenticator:
             return (
                 f"check the role_id and secret_id ({files or 'vault.auth.role_id'}); a secret_id may be "
                 "expired or used up"
+            )
+        if self.method == "cert":
+            return (
+                "check that the client certificate (vault.client_cert) is signed by the CA of a role of "
+                f"auth/{self.mount}, and its allowed names"
+            )
+        if self.method == "aws":
+            return (
+                "check the role's bound_iam_principal_arn against the pod's AWS identity, the auth method's "
+                "iam_server_id_header_value (vault.auth.header_value) and its STS endpoint"
             )
         if self.method == "jwt":
             return (

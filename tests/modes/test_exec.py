@@ -396,7 +396,7 @@ class TestExitCodes:
 
     @pytest.mark.parametrize(
         ("env", "code"),
-        [({"X": "file:/nonexistent/x"}, 13), ({"X": "{{ secret('file:/etc/hostname') | nosuchfilter }}"}, 16)],
+        [({"X": "file:nonexistent/x"}, 13), ({"X": "{{ secret('file:/etc/hostname') | nosuchfilter }}"}, 16)],
         ids=["not-found", "template-error"],
     )
     def test_a_failed_first_render_exits_with_its_code_and_never_starts_the_child(

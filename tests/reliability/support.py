@@ -208,10 +208,10 @@ class CountingVault:
         self._lock = threading.Lock()
         serve = self.dev._serve
 
-        def counted(method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        def counted(method: str, target: str, headers: dict[str, str], body: bytes, **kwargs: Any) -> Any:
             with self._lock:
                 self.arrivals.append((time.monotonic(), method, target.split("?", 1)[0]))
-            return serve(method, target, headers, body)
+            return serve(method, target, headers, body, **kwargs)
 
         self.dev._serve = counted
 

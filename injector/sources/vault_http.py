@@ -1,0 +1,116 @@
+"""The HTTP session every Vault request goes through: redirects as Vault's Go client, bounded bodies.
+
+hvac sends requests through ``requests``, which follows up to 30 redirects and re-sends
+``X-Vault-Token`` (a custom header, so not stripped on a host change) and login bodies to each
+target, https → http included. ``VaultSession`` replaces that with what ``vault/api``'s client does:
+
+1. at most ONE redirect (301, 302, 307) is followed, with the same method, headers and body (an HA
+   standby answers 307 with the active node's address);
+2. never from https to anything else: that is an error naming both addresses, and nothing is sent;
+3. a second redirect is an error: nothing is re-sent after the first.
+
+Every answer's body is read here, before hvac parses it: a ``Content-Length`` over the limit is
+refused without reading, a body that grows past it is cut off, and a JSON body nested deeper than
+``limits.max_depth`` is refused before ``json.loads`` could recurse on it. Errors are
+``SourceError`` (not retryable); the Vault source names the reference they belong to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from injector.errors import SourceError
+from injector.sources._limits import ValueLimits, json_depth
+
+__all__ = ["ENVELOPE_BYTES", "REDIRECTS", "VaultSession"]
+
+#: Statuses followed once, as ``vault/api`` does (a 308 is returned as it is).
+REDIRECTS = frozenset({301, 302, 307})
+#: Room for Vault's envelope (request_id, lease, metadata) around a value of max_secret_bytes.
+ENVELOPE_BYTES = 64 * 1024
+_CHUNK = 64 * 1024
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port/path`` of ``url``: no user info, no query (either may carry a credential)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+class VaultSession(requests.Session):
+    """A ``requests.Session`` for hvac with Vault's redirect rule and bounded, depth-checked bodies.
+
+    Args:
+        max_bytes: the largest response body read (``limits.max_secret_bytes`` + ``ENVELOPE_BYTES``).
+        max_depth: ``limits.max_depth``.
+    """
+
+    def __init__(self, *, max_bytes: int, max_depth: int) -> None:
+        super().__init__()
+        self._limits = ValueLimits(max_bytes=max_bytes, max_depth=max_depth)
+
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        """Sends the request, follows at most one redirect (never off https) and reads the body."""
+        kwargs["allow_redirects"] = False
+        kwargs["stream"] = True
+        first = str(url.decode() if isinstance(url, bytes) else url)
+        response = super().request(method, first, *args, **kwargs)
+        if response.status_code in REDIRECTS:
+            target = self._redirect_target(first, response)
+            response = super().request(method, target, *args, **kwargs)
+            if response.status_code in REDIRECTS:
+                again = response.headers.get("Location", "")
+                response.close()
+                raise SourceError(
+                    f"Vault at {_origin(first)} redirected to {_origin(target)}, which redirected again "
+                    f"(to {_origin(urljoin(target, again))}); at most one redirect is followed, as by Vault's "
+                    "own client: point vault.address at the active node or a load balancer"
+                )
+        self._read_body(response)
+        return response
+
+    @staticmethod
+    def _redirect_target(url: str, response: requests.Response) -> str:
+        location = response.headers.get("Location", "")
+        response.close()
+        target = urljoin(url, location)
+        scheme = urlsplit(target).scheme
+        if not location or scheme not in ("http", "https"):
+            raise SourceError(f"Vault at {_origin(url)} answered {response.status_code} without a usable Location")
+        if urlsplit(url).scheme == "https" and scheme != "https":
+            raise SourceError(
+                f"Vault at {_origin(url)} redirected to {_origin(target)}: a redirect from https to http is "
+                "refused (the token would travel in clear text); fix the Vault server's api_addr"
+            )
+        return target
+
+    def _read_body(self, response: requests.Response) -> None:
+        """Reads the body into the response (so hvac's ``.json()`` works), within the limits."""
+        where = f"Vault's answer for {urlsplit(response.url).path}"
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self._limits.max_bytes:
+            response.close()
+            raise self._limits.too_large(where, int(length))
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                total += len(chunk)
+                if total > self._limits.max_bytes:
+                    break
+                chunks.append(chunk)
+        except BaseException:
+            response.close()
+            raise
+        if total > self._limits.max_bytes:
+            response.close()  # drops the connection: the rest of the body is never read
+            raise self._limits.too_large(where, f"more than {self._limits.max_bytes}")
+        body = b"".join(chunks)
+        response._content = body  # what Response.content / .json() read from now on
+        response._content_consumed = True
+        if body[:64].lstrip()[:1] in (b"{", b"[") and json_depth(body) > self._limits.max_depth:
+            raise self._limits.too_deep(where)

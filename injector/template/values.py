@@ -10,6 +10,9 @@ Value types (``to_template_value``):
 - ``SecretList``: a ``list`` inside a secret; ``str()`` is compact JSON too.
 - ``Binary``: ``bytes`` that are not UTF-8. Printing one, or using it as text, raises
   ``RenderError`` saying to use ``| b64encode``; a ``secret:`` template writes raw bytes instead.
+- ``NotIssued``: what ``render --dry-run`` gives a template for a reference it did not fetch because
+  fetching would issue something (dynamic credentials, a certificate): the text ``NOT_ISSUED``,
+  which any key or attribute of it also gives.
 - ``Pending``: a reference the runner has not fetched yet. It absorbs ``.attr`` / ``[key]`` and
   prints as nothing, but any other use (text, comparison, truth, iteration) raises
   ``PendingError``, which stops the render: a value built from a pending one must never become a
@@ -100,6 +103,23 @@ class Binary(bytes):
 
     def __format__(self, spec: str) -> str:
         return str(self)
+
+
+class NotIssued(str):
+    """A dry run's stand-in for a reference it did not fetch; see the module docstring."""
+
+    __slots__ = ()
+
+    def __new__(cls) -> NotIssued:
+        return super().__new__(cls, "NOT_ISSUED")
+
+    def __getattr__(self, name: str) -> NotIssued:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: object) -> Any:
+        return self if isinstance(key, str) else str.__getitem__(self, key)  # type: ignore[index]
 
 
 class Pending:

@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from injector.errors import NotFoundError, RenderError
+from injector.redact import escape_controls
 
 #: What a message says instead of a reference, key or name built at render time, which may hold a value.
 BUILT = "<built at render time>"
@@ -67,7 +68,7 @@ class SecretMap(dict[str, Any]):
         # The key is quoted only when the template has it literally; one built at render time may be
         # a value. The keys are listed only for a secret's own keys (names), not for parsed values.
         shown = repr(key) if is_literal(key) else BUILT
-        keys = f" (keys: {', '.join(sorted(self)) or 'none'})" if self._named_keys else ""
+        keys = f" (keys: {escape_controls(', '.join(sorted(self))) or 'none'})" if self._named_keys else ""
         raise NotFoundError(f"{self._label}: key {shown} not found{keys}", ref=self._label)
 
     def __str__(self) -> str:

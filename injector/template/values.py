@@ -61,7 +61,8 @@ class SecretMap(dict[str, Any]):
         self._label = label
         self._named_keys = named_keys
         for key, value in data.items():
-            sub = f"{label}.{key}" if "#" in label else f"{label}#{key}"
+            name = escape_controls(str(key))  # a key name is printed in messages: one line, always
+            sub = f"{label}.{name}" if "#" in label else f"{label}#{name}"
             self[str(key)] = to_template_value(value, label=sub if named_keys else label, named_keys=named_keys)
 
     def __missing__(self, key: object) -> NoReturn:

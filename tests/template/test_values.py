@@ -133,6 +133,14 @@ class TestMissingKeys:
             render(f"{{{{ {expression} }}}}", {"vault:secret/app": APP})
         assert SENTINEL not in str(info.value)
 
+    def test_key_names_are_one_line(self) -> None:
+        """Key names holding control characters are escaped in a missing-key message (no forged lines)."""
+        values = {"vault:secret/app": {"a\nERROR forged": {"b": 1}, "\x1b[2J": 2}}
+        with pytest.raises(NotFoundError) as info:
+            render('{{ secret("vault:secret/app")["a\\nERROR forged"].nope }}', values)
+        assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+        assert "a\\nERROR forged" in str(info.value)
+
     def test_missing_nested_key(self) -> None:
         """A missing key of a nested mapping names the path to it."""
         with pytest.raises(NotFoundError, match=r"vault:secret/app#db: key 'hots' not found \(keys: host\)"):

@@ -318,8 +318,9 @@ def validate(
 @cli.command()
 @config_options
 @click.option("--dry-run/--no-dry-run", default=True, help="Only show what would change (the default).")
-@click.option("--show", is_flag=True, help="Print each file's contents with secret values masked.")
+@click.option("--show", is_flag=True, help="Print each file's contents, every value-dependent span masked.")
 @click.option("--show-values", is_flag=True, help="Print each file's contents unmasked (careful: secrets).")
+@click.option("--issue", is_flag=True, help="Also issue dynamic credentials and certificates (leases revoked after).")
 @click.option("--timeout", type=DURATION, default="30s", show_default=True, help="Give up after this long.")
 @logging_options
 def render(
@@ -328,6 +329,7 @@ def render(
     dry_run: bool,
     show: bool,
     show_values: bool,
+    issue: bool,
     timeout: float,
     log_level: str,
     log_format: str,
@@ -336,9 +338,9 @@ def render(
     if not dry_run:
         raise click.UsageError("render only previews; use `injector init` to write the files")
     config = _load(config_path, output_dir, log_level, log_format)
-    from injector.modes.validate import preview
+    from injector.modes.dryrun import preview
 
-    for line in preview(config, timeout=timeout, show=show or show_values, mask=not show_values):
+    for line in preview(config, timeout=timeout, show=show or show_values, mask=not show_values, issue=issue):
         click.echo(line)
 
 

@@ -105,6 +105,10 @@ class Engine:
             if in_memory:
                 self._in_memory.add(template.destination)
 
+    def template(self, destination: str) -> CompiledTemplate:
+        """The compiled template of ``destination``."""
+        return self._compiled[destination]
+
     @property
     def destinations(self) -> list[str]:
         return list(self._compiled)

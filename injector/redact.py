@@ -1,8 +1,14 @@
-"""A process-wide safety net: every secret value fetched is registered here and scrubbed from
-log records and from the one error line the CLI prints.
+r"""A process-wide safety net on every log record: registered secret values are scrubbed, and control
+characters are escaped.
 
-It is the second line of defence. The first is that values travel as ``Secret`` (masked repr) and
-that messages are built from references, never values; render.py redacts its own errors too.
+Scrubbing is the second line of defence. The first is that values travel as ``Secret`` (masked repr)
+and that messages are built from references and key names, never values: a template error carries
+the template, the line and the exception class, not the exception's text (injector.template.render).
+
+Escaping: a key name, a path or a backend message holding a newline, a carriage return or an ANSI
+escape would otherwise forge log lines or rewrite a terminal. Every C0 and C1 control character
+(and DEL) in a record's message and error text is written as ``\n``, ``\r``, ``\t`` or ``\xNN``,
+in the text and the JSON format alike.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "RedactingFilter", "forget_value", "register_value", "scrub"]
+__all__ = ["MASK", "RedactingFilter", "escape_controls", "forget_value", "register_value", "scrub"]
 
 MASK = "<redacted>"
 #: Shorter values are not scrubbed: masking "a" or "10" everywhere would garble every message.
@@ -32,6 +38,8 @@ _live: dict[str, int] = {}
 _retired: dict[str, None] = {}
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def register_value(value: Any) -> None:
@@ -85,6 +93,11 @@ def scrub(text: str) -> str:
     return pattern.sub(MASK, text)
 
 
+def escape_controls(text: str) -> str:
+    """Returns ``text`` with C0/C1 control characters and DEL written as ``\\n``, ``\\r``, ``\\t``, ``\\xNN``."""
+    return _CONTROLS.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 def _leaves(value: Any) -> Iterable[str]:
     if isinstance(value, bytes):
         try:
@@ -121,16 +134,21 @@ def _string_leaves(value: str) -> Iterable[str]:
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs registered values from a record's final message (args are merged first)."""
+    """Scrubs registered values from a record's final message (args are merged first) and escapes
+    its control characters; an exception becomes one escaped line (its type and scrubbed text)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = scrub(message)
+        cleaned = escape_controls(scrub(message))
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
             # Tracebacks are rendered later by the formatter; keep the type, drop the text.
             exc = record.exc_info[1]
-            record.exc_text = f"{type(exc).__name__}: {scrub(str(exc))}"
+            record.exc_text = escape_controls(f"{type(exc).__name__}: {scrub(str(exc))}")
             record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = escape_controls(scrub(record.exc_text))
+        if record.stack_info:
+            record.stack_info = escape_controls(record.stack_info)
         return True

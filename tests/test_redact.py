@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
 
-from injector.redact import MASK, RedactingFilter, register_value, scrub
+from injector.logs import configure_logging
+from injector.redact import MASK, RedactingFilter, escape_controls, register_value, scrub
 from tests.fixtures.sentinel import SENTINEL
 
 
@@ -43,3 +45,29 @@ def test_log_records_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
         logger.info("got %s", SENTINEL + "-log")
     assert SENTINEL not in caplog.text
     assert MASK in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_control_characters_are_escaped(fmt: str) -> None:
+    """Newlines, carriage returns, ESC and C1 controls in a message, its args and its error become
+    escapes: no forged line, in the text format (the error on its own line) and the JSON format."""
+    stream = io.StringIO()
+    configure_logging("debug", fmt, stream)
+    try:
+        logger = logging.getLogger("tests.redact.controls")
+        try:
+            raise ValueError("bad\nERROR forged")
+        except ValueError:
+            logger.exception("key %r and %s", "a\nINFO forged", "b\r\x1b[2J\x9b\x00\x7f")
+    finally:
+        logging.getLogger().removeHandler(logging.getLogger().handlers[-1])
+    text = stream.getvalue()
+    assert text.splitlines()[1:] == (["ValueError: bad\\nERROR forged"] if fmt == "text" else [])
+    for char in "\r\x1b\x9b\x00\x7f":
+        assert char not in text
+    assert "b\\r\\x1b[2J\\x9b\\x00\\x7f" in (json.loads(text)["message"] if fmt == "json" else text)
+
+
+def test_escape_controls_keeps_printable_text() -> None:
+    """Printable text, unicode included, is unchanged; tabs and newlines become \\t and \\n."""
+    assert escape_controls("é ü 日本 \t\n") == "é ü 日本 \\t\\n"

@@ -18,7 +18,7 @@ from injector.config.load import parse_config
 from injector.config.model import LimitsConfig, TemplateConfig
 from injector.refs import Reference, Secret, parse_reference
 from injector.template.render import Renderer
-from tests.test_render import read_dotenv_compose
+from tests.template.test_filters import read_dotenv_compose
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

@@ -1,22 +1,18 @@
-"""``injector validate`` (check without fetching) and ``injector render --dry-run`` (preview)."""
+"""``injector validate``: check the config, templates and references without fetching anything."""
 
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass
 
-from injector.backoff import Backoff
 from injector.config.model import Config
-from injector.engine import Engine
-from injector.errors import ConfigError, InjectorError, OutputError
+from injector.errors import ConfigError, InjectorError
 from injector.modes.exec import env_templates
-from injector.redact import scrub
-from injector.sink import Sink, check_filesystem
+from injector.sink import check_filesystem
 from injector.template.render import Renderer
 
-__all__ = ["ValidateReport", "preview", "validate_config"]
+__all__ = ["ValidateReport", "validate_config"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,32 +62,3 @@ def validate_config(config: Config, *, check_output_dir: bool = True) -> Validat
         f"output_dir {config.output_dir}"
     )
     return ValidateReport(summary=summary, warnings=tuple(warnings))
-
-
-def preview(config: Config, *, timeout: float, show: bool = False, mask: bool = True) -> list[str]:
-    """Fetches and renders everything and returns lines saying what ``init`` would change.
-
-    Values are masked (``<redacted>``) unless ``mask`` is False. Nothing is written.
-    """
-    engine = Engine(config)
-    try:
-        engine.compile()
-        backoff = Backoff(config.refresh.min_backoff, config.refresh.max_backoff)
-        engine.converge(deadline=time.monotonic() + timeout, backoff=backoff)
-    finally:
-        engine.close()
-    files = engine.files()
-    try:
-        sink = Sink(config.output_dir, allow_non_tmpfs=True)
-        current = sink.current() if config.output_dir.is_dir() else {}
-        changed = sink.diff(files) if config.output_dir.is_dir() else frozenset(f.path for f in files)
-    except OutputError:
-        current, changed = {}, frozenset(f.path for f in files)
-    lines = []
-    for file in sorted(files, key=lambda f: f.path):
-        state = "new" if file.path not in current else ("would change" if file.path in changed else "unchanged")
-        lines.append(f"{state:>12}  {file.path}  ({len(file.content)} bytes, mode {file.mode:04o})")
-        if show:
-            text = file.content.decode("utf-8", errors="replace")
-            lines.extend("    " + (scrub(line) if mask else line) for line in text.splitlines())
-    return lines

@@ -5,19 +5,17 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 
+from injector.credentials import AWS_CREDENTIAL_VARIABLES, CONTROL_VARIABLES
+
 __all__ = ["AWS_CREDENTIAL_VARIABLES", "CONTROL_VARIABLES", "child_environment"]
 
-#: injector's own credentials and settings, never inherited by the child (granted values aside):
-#: - ``VAULT_TOKEN``: injector's Vault token carries injector's policies, which read every secret of
-#:   the app and more; the app gets only what the ``env:`` map grants. Never passed on, even when
-#:   allowed; grant it through ``env:`` if the app really needs a token.
-#: - ``INJECTOR_*``: injector's own configuration (paths to its state, flags), meaningless to the app.
-CONTROL_VARIABLES = ("VAULT_TOKEN", "INJECTOR_*")
-#: injector's static AWS credentials. Stripped unless ``env_allow`` names them exactly (a glob such as
-#: ``AWS_*`` is not enough), for apps that deliberately share them. The key id goes with the secret
-#: key: an id without its secret makes AWS SDKs fail with "partial credentials" instead of falling
-#: back to the pod's role.
-AWS_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# CONTROL_VARIABLES (``VAULT_TOKEN``, ``INJECTOR_*``) never pass, even when allowed: injector's token
+# carries injector's policies, which read every secret of the app and more; grant a token through
+# ``env:`` if the app really needs one. AWS_CREDENTIAL_VARIABLES pass only when ``env_allow`` names
+# them exactly (a glob such as ``AWS_*`` is not enough), for apps that deliberately share them; the
+# key id goes with the secret key: an id without its secret makes AWS SDKs fail with "partial
+# credentials" instead of falling back to the pod's role. Both lists live in injector.credentials,
+# which the template functions read too.
 
 
 def child_environment(

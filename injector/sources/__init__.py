@@ -30,6 +30,7 @@ __all__ = [
     "CallCounter",
     "CountedSource",
     "Fetched",
+    "IssuingSource",
     "Lease",
     "LeasedSource",
     "Source",
@@ -131,6 +132,22 @@ class LeasedSource(Protocol):
 
     def revoke(self, ref: Reference, fetched: Fetched) -> None:
         """Revokes the lease of ``fetched`` (``--revoke-on-exit``)."""
+        ...
+
+
+@runtime_checkable
+class IssuingSource(Protocol):
+    """A source some of whose fetches create something: dynamic credentials, a certificate, a write.
+
+    ``render --dry-run`` asks it and fetches those references only with ``--issue``.
+    """
+
+    def issues(self, ref: Reference) -> bool:
+        """Whether fetching ``ref`` creates something; may ask the backend (a mount lookup).
+
+        Raises:
+            SourceError: the backend could not say.
+        """
         ...
 
 

@@ -1,11 +1,13 @@
-"""``env:NAME``: an environment variable of the injector process."""
+"""``env:NAME``: an environment variable of the injector process, but never one of its own
+credentials (``injector.credentials``: ``VAULT_TOKEN``, static AWS keys, ``INJECTOR_*`` …)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 
-from injector.errors import NotFoundError, SourceError
+from injector.credentials import is_credential
+from injector.errors import AccessDeniedError, NotFoundError, SourceError
 from injector.refs import Reference, Secret
 from injector.sources import Fetched, SourceDefaults
 
@@ -32,7 +34,13 @@ class EnvSource(SourceDefaults):
         out: dict[Reference, Fetched | SourceError] = {}
         for ref in refs:
             value = self._environ.get(ref.path)
-            if value is None:
+            if is_credential(ref.path):
+                out[ref] = AccessDeniedError(
+                    f"{ref}: {ref.path} holds the injector's own credentials or settings, which templates "
+                    "cannot read; put the value the app needs in a secret backend",
+                    ref=str(ref),
+                )
+            elif value is None:
                 out[ref] = NotFoundError(
                     f"{ref}: environment variable {ref.path} is not set in the injector's "
                     "container; set it, or use env(NAME, default) in the template",

@@ -256,6 +256,16 @@ class VaultSource(SourceDefaults):
             return {unique[0]: self._fetch_one(unique[0])}
         return dict(zip(unique, self._executor().map(self._fetch_one, unique), strict=True))
 
+    def issues(self, ref: Reference) -> bool:
+        """Whether fetching ``ref`` creates something: a lease (``database/creds``, ``aws/creds`` …),
+        a certificate (``pki/issue``, ``pki/sign``) or any other write (a reference with parameters).
+
+        Raises:
+            SourceError: logging in or looking up the mount failed.
+        """
+        self._auth.ensure()
+        return self._kind(ref, self._mount_of(ref)) in ("lease", "pki", "write")
+
     def close(self) -> None:
         """Stops the worker threads and closes every connection."""
         with self._lock:

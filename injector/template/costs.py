@@ -4,7 +4,7 @@ be large, so that a template is refused *before* Python allocates the text, not 
 ``limit`` is the cap on one intermediate value: ``limits.max_output_bytes``, the same cap the
 operators (``*``, ``+``, ``~``, ``%``) use. Each estimate is an upper bound of the result's length in
 characters (approximate only where Python adds quotes or escapes), and each ``check_*`` raises
-``SecurityError`` naming the limit, never a value:
+``LimitError`` (a ``SecurityError``) naming the limit, never a value:
 
 - ``text_size``: ``len(str(value))`` of a value, containers included (a list of 300 references to
   one 1 MB string prints as 300 MB), walked without building the text and stopped past ``limit``.
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_WRAP_LINES",
     "WRAP_COPY_BUDGET",
+    "LimitError",
     "SizedEscapeFormatter",
     "SizedFormatter",
     "check_ints",
@@ -66,9 +67,13 @@ _NOT_WRAP_SPACE = "[^\t\n\x0b\x0c\r ]"
 _FLOAT_DIGITS = 320
 
 
-def too_large(what: str, limit: int) -> SecurityError:
+class LimitError(SecurityError):
+    """A size or cost limit refused an operation; the message names the operation, never a value."""
+
+
+def too_large(what: str, limit: int) -> LimitError:
     """The error for a result over ``limit``; ``what`` names the operation, never a value."""
-    return SecurityError(f"{what} would exceed limits.max_output_bytes ({limit} bytes)")
+    return LimitError(f"{what} would exceed limits.max_output_bytes ({limit} bytes)")
 
 
 def check_size(size: int, limit: int, what: str) -> None:
@@ -319,7 +324,7 @@ def translate_size(s: str, table: Any, limit: int) -> int:
     elif isinstance(table, str | bytes):
         return len(s)  # indexing a string gives one character
     else:
-        raise SecurityError("str.translate: a table other than a dict or list cannot be size-checked")
+        raise LimitError("str.translate: a table other than a dict or list cannot be size-checked")
     total = len(s)
     for char, found in Counter(s).items():
         replacement = lookup(ord(char))
@@ -348,7 +353,7 @@ def check_wordwrap(s: str, width: Any, break_long_words: Any, wrapstring: str, l
     what = f"wordwrap of {len(s)} characters into lines of {width}"
     lines = len(s) // width + len(s.splitlines())
     if lines > MAX_WRAP_LINES:
-        raise SecurityError(f"{what} would make more than {MAX_WRAP_LINES} lines")
+        raise LimitError(f"{what} would make more than {MAX_WRAP_LINES} lines")
     check_size(len(s) + lines * max(len(wrapstring) - 1, 0), limit, what)
     if not break_long_words or len(s) // width * len(s) // 2 <= WRAP_COPY_BUDGET:
         return  # even one word as long as the text would be cheap enough
@@ -357,7 +362,7 @@ def check_wordwrap(s: str, width: Any, break_long_words: Any, wrapstring: str, l
         size = word.end() - word.start()
         copies += size // width * size // 2
         if copies > WRAP_COPY_BUDGET:
-            raise SecurityError(f"{what} would take too long: words longer than the width are split a line at a time")
+            raise LimitError(f"{what} would take too long: words longer than the width are split a line at a time")
 
 
 def collect(items: Iterable[Any], limit: int, *, size: Callable[[Any], int], what: str) -> list[Any]:
@@ -367,7 +372,7 @@ def collect(items: Iterable[Any], limit: int, *, size: Callable[[Any], int], wha
     total = 0
     for item in items:
         if len(out) >= MAX_ITEMS:
-            raise SecurityError(f"{what}: more than {MAX_ITEMS} items")
+            raise LimitError(f"{what}: more than {MAX_ITEMS} items")
         total += size(item)
         check_size(total, limit, what)
         out.append(item)

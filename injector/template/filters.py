@@ -34,6 +34,7 @@ def _as_bytes(value: Any, name: str) -> bytes:
 
 
 def _kind(value: Any) -> str:
+    """``a mapping``, ``a str`` …: what a message may say about a value (its type, never its text)."""
     if isinstance(value, Mapping):
         return "a mapping"
     return "a " + type(value).__name__
@@ -58,7 +59,7 @@ def b64decode(value: Any) -> Any:
         decoded = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise RenderError("b64decode: the value is not valid base64") from None
-    return to_template_value(decoded, label="b64decode")
+    return to_template_value(decoded, label="b64decode", named_keys=False)
 
 
 def tojson(value: Any, indent: int | None = None, sort_keys: bool = False) -> Any:
@@ -81,7 +82,7 @@ def fromjson(value: Any) -> Any:
         raise RenderError(
             f"fromjson: not valid JSON ({type(exc).__name__} at position {getattr(exc, 'pos', '?')})"
         ) from None
-    return to_template_value(parsed, label="fromjson")
+    return to_template_value(parsed, label="fromjson", named_keys=False)
 
 
 class _YamlDumper(yaml.SafeDumper):
@@ -182,8 +183,8 @@ def strict_int(value: Any, default: Any = _NO_DEFAULT, base: int = 10) -> Any:
         return value
     try:
         return int(value, base) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError) as exc:
-        error = exc
+    except (TypeError, ValueError):
+        pass
     if base == 10:
         try:
             return int(float(value))
@@ -191,7 +192,7 @@ def strict_int(value: Any, default: Any = _NO_DEFAULT, base: int = 10) -> Any:
             pass
     if default is not _NO_DEFAULT:
         return default
-    raise error
+    raise RenderError(f"int: {_kind(value)} that is not an integer in base {base}; give a default: int(default=0)")
 
 
 def strict_float(value: Any, default: Any = _NO_DEFAULT) -> Any:
@@ -203,7 +204,7 @@ def strict_float(value: Any, default: Any = _NO_DEFAULT) -> Any:
     except (TypeError, ValueError):
         if default is not _NO_DEFAULT:
             return default
-        raise
+    raise RenderError(f"float: {_kind(value)} that is not a number; give a default: float(default=0)")
 
 
 def _text(value: Any, name: str) -> str:

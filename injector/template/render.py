@@ -1,6 +1,6 @@
 """Rendering: compile templates, find the references they name, render them against values the runner
 fetched, within limits, and turn every failure into one redacted error. The template language itself
-is in the sibling modules (values, filters, sandbox, costs, redaction); templates/README.md is the
+is in the sibling modules (values, filters, sandbox, costs); templates/README.md is the
 user's guide to both.
 
 A render runs against a ``lookup`` of base references the runner has already fetched, so it never
@@ -25,10 +25,19 @@ call, filter and operator; a single call is bounded by the sandbox's range limit
 ``range()``, 100 000 in all per render), a million items per list, the size limits above, and for
 ``wordwrap`` a cap on lines and on the cost of splitting long words.
 
-Errors name the template (``templates[1] (app.env): /etc/injector/app.env.j2: line 3: …``). Every value
-revealed during the render (and its repr, JSON, base64 and URL-quoted forms, and any truncated prefix of
-12 characters or more) is replaced by ``<redacted>`` in the message, and the raised exception carries no
-``__cause__`` or ``__context__``: the Jinja exception and its traceback, which hold values, are dropped.
+Errors name the template (``templates[1] (app.env): /etc/injector/app.env.j2: line 3: …``), then say
+what failed without any text derived from a value, by construction rather than by masking:
+
+- an exception of injector's own (``RenderError``, ``NotFoundError``…, the sandbox's size limits,
+  undefined names) keeps its message: those are built from references, key names and names that
+  appear literally in the template (``CompiledTemplate.literals``); a reference, key or name built at
+  render time, which may hold a value, is described as such instead of quoted;
+- any other exception (``ValueError`` from ``int()``, ``KeyError`` from ``str.format``, Jinja's own
+  ``SecurityError``…) is reported by its class only: its text may quote a value;
+- the raised exception carries no ``__cause__`` or ``__context__``: the original exception and its
+  traceback, which hold values, are dropped.
+
+``env()`` never reads the injector's own credentials (``injector.credentials``).
 """
 
 from __future__ import annotations
@@ -48,14 +57,15 @@ import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE, safe_range
+from jinja2.utils import missing, object_type_repr
 
+from injector.credentials import is_credential
 from injector.errors import ConfigError, InjectorError, RenderError, SourceError
 from injector.redact import register_value
 from injector.refs import Reference, Secret, parse_reference
-from injector.template.costs import check_text
-from injector.template.redaction import Redactor
+from injector.template.costs import LimitError, check_text
 from injector.template.sandbox import Sandbox
-from injector.template.values import Binary, Pending, PendingError, to_template_value
+from injector.template.values import BUILT, LITERALS, Binary, Pending, PendingError, is_literal, to_template_value
 
 if TYPE_CHECKING:
     from injector.config.model import LimitsConfig, TemplateConfig
@@ -82,6 +92,9 @@ class CompiledTemplate:
     ast: nodes.Template | None
     #: ``templates[i] (destination)``, the prefix of every message about this template.
     label: str
+    #: Names, attributes, keywords and string constants written in the template: the only text of
+    #: the render an error message may quote (besides references the config declares).
+    literals: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,11 +114,13 @@ class _State:
     lookup: Callable[[Reference], Secret]
     deadline: float
     timeout: float
-    redactor: Redactor
     refs: set[Reference] = field(default_factory=set)
     missing: set[Reference] = field(default_factory=set)
     #: The SourceError a lookup raised, which render() re-raises unchanged.
     source_error: SourceError | None = None
+    #: Whether ``source_error`` is about a reference written in the template (or declared): its
+    #: message may quote it. One built at render time may hold a value.
+    source_error_literal: bool = False
     range_left: int = RANGE_BUDGET
     work_left: int = 0
 
@@ -130,7 +145,7 @@ class Renderer:
             max_size=limits.max_output_bytes,
             tick=_tick,
             spend=_spend,
-            undefined=jinja2.StrictUndefined,
+            undefined=_Undefined,
             autoescape=False,
             keep_trailing_newline=True,
             trim_blocks=True,
@@ -179,7 +194,7 @@ class Renderer:
             except jinja2.TemplateSyntaxError as exc:
                 problem = f"{_where(label, template, exc.lineno)}: {exc.message}"
             else:
-                return CompiledTemplate(template=template, jinja=jinja, ast=ast, label=label)
+                return CompiledTemplate(template=template, jinja=jinja, ast=ast, label=label, literals=_literals(ast))
         raise RenderError(problem)  # outside the except blocks: no chained Jinja exception
 
     def static_refs(self, compiled: CompiledTemplate) -> frozenset[Reference]:
@@ -232,7 +247,8 @@ class Renderer:
     def _declared(self, name: str) -> Reference:
         if name not in self._secrets:
             names = ", ".join(sorted(self._secrets)) or "none declared"
-            raise RenderError(f"secrets.{name}: no such name in the config's secrets: ({names})")
+            shown = f"secrets.{name}" if is_literal(name) or _STATE.get() is None else f"secrets[{BUILT}]"
+            raise RenderError(f"{shown}: no such name in the config's secrets: ({names})")
         return self._secrets[name]
 
     # --- render -----------------------------------------------------------------------------------
@@ -255,22 +271,23 @@ class Renderer:
             lookup=lookup,
             deadline=time.monotonic() + limits.render_timeout,
             timeout=limits.render_timeout,
-            redactor=Redactor(),
             work_left=limits.max_output_bytes * WORK_FACTOR,
         )
         token = _STATE.set(state)
+        literals = LITERALS.set(compiled.literals | self._secrets.keys())
         failure: InjectorError | None = None
         content = b""
         try:
             content = self._generate(compiled.jinja, state)
         except SourceError as exc:
-            if exc is state.source_error:
-                raise  # the lookup's own error, unchanged, so its exit code stays right
-            failure = _describe(compiled, exc, state)
-        except Exception as exc:  # noqa: BLE001 -- every template failure becomes one redacted error
-            failure = _describe(compiled, exc, state)
+            if exc is state.source_error and state.source_error_literal:
+                raise  # the lookup's own error about a literal reference, unchanged: its exit code stays right
+            failure = _describe(compiled, exc, lookup_error=exc is state.source_error)
+        except Exception as exc:  # noqa: BLE001 -- every template failure becomes one error without values
+            failure = _describe(compiled, exc)
         finally:
             _STATE.reset(token)
+            LITERALS.reset(literals)
         refs = frozenset(state.refs)
         if state.missing:
             logger.debug("%s: %d reference(s) not fetched yet", compiled.label, len(state.missing))
@@ -346,9 +363,11 @@ class Renderer:
             raise RenderError(
                 f"secret() expects a reference such as vault:secret/app#password, got {type(ref).__name__}"
             )
-        return self._resolve(state, _parse(ref, params))
+        literal = is_literal(ref) and all(map(_literal_param, params.values()))
+        return self._resolve(state, _parse(ref, params, literal=literal), literal=literal)
 
-    def _resolve(self, state: _State, ref: Reference) -> Any:
+    def _resolve(self, state: _State, ref: Reference, *, literal: bool) -> Any:
+        """Looks ``ref`` up; ``literal`` says whether its text may be quoted (else it may hold a value)."""
         base = ref.base
         state.refs.add(base)
         try:
@@ -357,30 +376,39 @@ class Renderer:
             state.missing.add(base)
             return _PENDING
         except SourceError as exc:
-            state.source_error = exc
+            state.source_error, state.source_error_literal = exc, literal
             raise
+        label = str(ref) if literal else BUILT
         if ref.key is not None:
-            secret = secret.select(ref.key, ref=str(ref))
-        value = secret.reveal()
-        state.redactor.add(value)
-        return to_template_value(value, label=str(ref), parse_json=ref.key is None)
+            try:
+                secret = secret.select(ref.key, ref=str(ref))
+            except SourceError as exc:
+                if literal:
+                    raise
+                problem = type(exc)(f"{BUILT}: its key was not found ({type(exc).__name__})")
+                raise problem from None
+        return to_template_value(secret.reveal(), label=label, parse_json=ref.key is None)
 
     def _named(self, name: str) -> Any:
         """``secrets.NAME`` / ``secrets["NAME"]``: ``secret()`` of a reference the config declares."""
-        return self._resolve(_current(), self._declared(name))
+        return self._resolve(_current(), self._declared(name), literal=True)
 
     def _getenv(self, name: object, default: object = _NO_DEFAULT) -> Any:
         """``env(NAME[, default])``: the injector's environment variable, read at render time."""
-        state = _current()
+        _current()
         if not isinstance(name, str):
             raise RenderError(f"env() expects a variable name, got {type(name).__name__}")
+        if is_credential(name):
+            raise RenderError(
+                f"env({name!r}): {name} holds the injector's own credentials or settings, which templates cannot read"
+            )
         environ = os.environ if self._environ is None else self._environ
         value = environ.get(name)
         if value is None:
             if default is _NO_DEFAULT:
-                raise RenderError(f"env({name!r}): the variable is not set; give a default: env({name!r}, '…')")
+                shown = repr(name) if is_literal(name) else BUILT
+                raise RenderError(f"env({shown}): the variable is not set; give a default: env({shown}, '…')")
             return default
-        state.redactor.add(value)
         return value
 
     def _range(self, *args: int) -> range:
@@ -406,6 +434,40 @@ class Renderer:
         _tick()
         _spend(len(text))
         return text
+
+
+class _OwnUndefinedError(jinja2.UndefinedError):
+    """An undefined name, attribute or element; the message quotes only names written in the template."""
+
+
+class _OwnSecurityError(SecurityError):
+    """The sandbox refused an attribute; the message quotes it only when written in the template."""
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined whose errors are injector's own: a name built at render time is not quoted."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        hint: str | None = None,
+        obj: Any = missing,
+        name: str | None = None,
+        exc: type[jinja2.TemplateRuntimeError] = jinja2.UndefinedError,
+    ) -> None:
+        super().__init__(hint, obj, name, _OwnSecurityError if issubclass(exc, SecurityError) else _OwnUndefinedError)
+
+    @property
+    def _undefined_message(self) -> str:
+        name = self._undefined_name
+        shown = repr(name) if is_literal(name) else BUILT
+        if self._undefined_exception is _OwnSecurityError:
+            return f"access to attribute {shown} of a {type(self._undefined_obj).__name__} object is unsafe"
+        if self._undefined_obj is missing:
+            return f"{shown} is undefined"
+        kind = "attribute" if isinstance(name, str) else "element"
+        return f"{object_type_repr(self._undefined_obj)!r} has no {kind} {shown}"
 
 
 class _Names:
@@ -462,18 +524,43 @@ def _spend(size: int) -> None:
             )
 
 
-def _parse(text: str, params: Mapping[str, object]) -> Reference:
-    """Parses ``text`` with ``params`` merged into its ``?`` parameters (validated by parse_reference)."""
+def _parse(text: str, params: Mapping[str, object], *, literal: bool = True) -> Reference:
+    """Parses ``text`` with ``params`` merged into its ``?`` parameters (validated by parse_reference).
+
+    The error quotes the reference only when it is ``literal`` (written in the template).
+    """
     try:
         ref = parse_reference(text)
         if params:
             extra = urllib.parse.urlencode([(k, _param_text(k, v)) for k, v in params.items()])
             ref = parse_reference(f"{ref.canonical()}{'&' if ref.params else '?'}{extra}")
     except ConfigError as exc:
-        message = str(exc)
+        message = str(exc) if literal else f"{BUILT} is not a valid reference"
     else:
         return ref
     raise RenderError(message)
+
+
+def _literal_param(value: object) -> bool:
+    if isinstance(value, list | tuple):
+        return all(map(_literal_param, value))
+    return isinstance(value, bool) or is_literal(value if isinstance(value, str) else str(value))
+
+
+def _literals(ast: nodes.Template) -> frozenset[str]:
+    """The names, attributes, keyword names and constants (as text) written in ``ast``."""
+    found: set[str] = set()
+    for node in ast.find_all((nodes.Const, nodes.Name, nodes.Getattr, nodes.Keyword)):
+        if isinstance(node, nodes.Const):
+            if isinstance(node.value, str | int | float) and not isinstance(node.value, bool):
+                found.add(str(node.value))
+        elif isinstance(node, nodes.Name):
+            found.add(node.name)
+        elif isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Keyword):
+            found.add(node.key)
+    return frozenset(found)
 
 
 def _param_text(name: str, value: object) -> str:
@@ -495,42 +582,46 @@ def _where(label: str, template: TemplateConfig, line: int | None) -> str:
     return ": ".join(parts)
 
 
-def _describe(compiled: CompiledTemplate, exc: BaseException, state: _State) -> InjectorError:
-    """Returns the redacted error to raise for ``exc``, naming the template and line."""
+def _describe(compiled: CompiledTemplate, exc: BaseException, *, lookup_error: bool = False) -> InjectorError:
+    """Returns the error to raise for ``exc``: the template, the line, and what failed, without values.
+
+    ``lookup_error``: ``exc`` is a backend's error about a reference built at render time.
+    """
     line = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == "<template>":
             line = lineno
-    if isinstance(exc, InjectorError):
-        message = str(exc)
+    where = _where(compiled.label, compiled.template, line)
+    if isinstance(exc, SourceError):
+        # A backend's message about a reference built from values may quote it; ours (a missing key)
+        # quote only literal references and keys. Either way the class, and so the exit code, stays.
+        text = f"{BUILT} could not be fetched ({type(exc).__name__})" if lookup_error else str(exc)
+        return type(exc)(f"{where}: {text}", ref=None if lookup_error else exc.ref)
+    if isinstance(exc, InjectorError | LimitError | _OwnUndefinedError | _OwnSecurityError):
+        message = str(exc)  # built by injector from references, key names and literals only
+        if isinstance(exc, jinja2.UndefinedError):
+            message += " (use | default(…) for an optional variable)"
+        elif isinstance(exc, SecurityError):
+            message = f"blocked by the sandbox: {message}"
     elif isinstance(exc, SecurityError):
-        message = f"blocked by the sandbox: {exc}"
-    elif isinstance(exc, jinja2.UndefinedError):
-        message = f"{exc} (use | default(…) for an optional variable)"
+        message = "blocked by the sandbox (SecurityError)"
     elif isinstance(exc, RecursionError):
         message = "recursion too deep (a macro that calls itself without end?)"
     elif isinstance(exc, MemoryError):
         message = "out of memory"
     else:
-        message = f"{type(exc).__name__}: {exc}"
-    text = f"{_where(compiled.label, compiled.template, line)}: {state.redactor.redact(message)}"
-    if isinstance(exc, SourceError):
-        ref = state.redactor.redact(exc.ref) if exc.ref else None
-        return type(exc)(text, ref=ref)
-    return RenderError(text)
+        message = f"{type(exc).__name__} (its text is not shown: it may quote a value)"
+    return RenderError(f"{where}: {message}")
 
 
 def _registering(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wraps a filter whose output is a new secret value (b64decode, fromjson) so it is redacted."""
+    """Wraps a filter whose output is a new secret value (b64decode, fromjson): the log filter scrubs it."""
 
     @wraps(func)
     def wrapper(value: Any, *args: Any, **kwargs: Any) -> Any:
         result = func(value, *args, **kwargs)
         if not isinstance(result, Pending):
             register_value(result)
-            state = _STATE.get()
-            if state is not None:
-                state.redactor.add(result)
         return result
 
     return wrapper

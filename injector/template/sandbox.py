@@ -9,8 +9,8 @@ padding methods; filters that make text of a container (``string``, ``tojson``â€
 time), ``batch``, ``slice`` and ``sum``; lists and tuples of more than a million items. A result
 over the output limit is refused with a ``SecurityError`` naming ``limits.max_output_bytes``. Every
 filter and call checks the time limit, and the new text filters and string methods return counts
-toward the render's work budget. ``Redactor`` masks revealed values (and their repr, JSON, base64
-and URL-quoted forms, and truncated prefixes) in error messages.
+toward the render's work budget. Every refusal of ours is a ``LimitError`` (a ``SecurityError``) whose
+message names the operation and the limit, never a value.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
-from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from injector.errors import RenderError
 from injector.template.costs import (
     MAX_ITEMS,
+    LimitError,
     SizedEscapeFormatter,
     SizedFormatter,
     check_ints,
@@ -103,7 +104,7 @@ def _slice_guard(limit: int, value: Any, slices: Any = 0, fill_with: Any = None)
 
 def _check_count(name: str, count: Any) -> None:
     if isinstance(count, int) and count > MAX_ITEMS:
-        raise SecurityError(f"the {name} filter: a count over {MAX_ITEMS} items")
+        raise LimitError(f"the {name} filter: a count over {MAX_ITEMS} items")
 
 
 #: Checks run before a filter, with the filter's arguments (after its environment or context).
@@ -214,13 +215,17 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 size += len(item) if isinstance(item, list | tuple) else 0
                 copies += size
                 if size > MAX_ITEMS or copies > _SUM_COPIES:
-                    raise SecurityError(
+                    raise LimitError(
                         f"the sum filter: lists of more than {MAX_ITEMS} items in all, or too many lists"
                     )
                 items.append(item)
             return sum_filter(environment, items, None, start)
 
         return wrapper
+
+    def _load_template(self, name: str, globals: Any) -> Any:
+        """``{% include %}``, ``{% import %}`` and ``{% extends %}`` have nothing to load: one file, one template."""
+        raise RenderError("include, import and extends are not available: a template is one file")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """Jinja's sandboxed ``str.format`` / ``format_map``, with each field size-checked first."""
@@ -263,7 +268,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         sized = (str, bytes, list, tuple)
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             if right * abs(left).bit_length() > 64 * 1024:
-                raise SecurityError("the result of ** would be too large")
+                raise LimitError("the result of ** would be too large")
         elif operator == "*":
             seq, count = (left, right) if isinstance(left, sized) else (right, left)
             if isinstance(seq, sized) and isinstance(count, int):
@@ -313,5 +318,5 @@ def _check_sequence(size: int, seq: Any, limit: int, what: str) -> None:
     """Refuses a repeated or concatenated string over ``limit``, or a list or tuple over MAX_ITEMS."""
     check_size(size, limit, what)
     if isinstance(seq, list | tuple) and size > MAX_ITEMS:
-        raise SecurityError(f"{what} with more than {MAX_ITEMS} items")
+        raise LimitError(f"{what} with more than {MAX_ITEMS} items")
 

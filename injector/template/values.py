@@ -10,6 +10,9 @@ Value types (``to_template_value``):
 - ``SecretList``: a ``list`` inside a secret; ``str()`` is compact JSON too.
 - ``Binary``: ``bytes`` that are not UTF-8. Printing one, or using it as text, raises
   ``RenderError`` saying to use ``| b64encode``; a ``secret:`` template writes raw bytes instead.
+- ``NotIssued``: what ``render --dry-run`` gives a template for a reference it did not fetch because
+  fetching would issue something (dynamic credentials, a certificate): the text ``NOT_ISSUED``,
+  which any key or attribute of it also gives.
 - ``Pending``: a reference the runner has not fetched yet. It absorbs ``.attr`` / ``[key]`` and
   prints as nothing, but any other use (text, comparison, truth, iteration) raises
   ``PendingError``, which stops the render: a value built from a pending one must never become a
@@ -20,9 +23,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from injector.errors import NotFoundError, RenderError
+from injector.redact import escape_controls
+
+#: What a message says instead of a reference, key or name built at render time, which may hold a value.
+BUILT = "<built at render time>"
+
+
+#: Names, attributes, keywords and string constants written in the template being rendered (set by
+#: ``Renderer.render``): the only render-time text a message may quote.
+LITERALS: ContextVar[frozenset[str]] = ContextVar("injector_template_literals", default=frozenset())
+
+
+def is_literal(text: object) -> bool:
+    """Whether ``text`` is written literally in the template being rendered (so it is no value)."""
+    return isinstance(text, str) and text in LITERALS.get()
 
 
 class PendingError(Exception):
@@ -36,17 +54,23 @@ class PendingError(Exception):
 class SecretMap(dict[str, Any]):
     """A whole secret that is a mapping; see the module docstring."""
 
-    __slots__ = ("_label",)
+    __slots__ = ("_label", "_named_keys")
 
-    def __init__(self, data: Mapping[str, Any], *, label: str) -> None:
+    def __init__(self, data: Mapping[str, Any], *, label: str, named_keys: bool = True) -> None:
         super().__init__()
         self._label = label
+        self._named_keys = named_keys
         for key, value in data.items():
-            self[str(key)] = to_template_value(value, label=f"{label}.{key}" if "#" in label else f"{label}#{key}")
+            name = escape_controls(str(key))  # a key name is printed in messages: one line, always
+            sub = f"{label}.{name}" if "#" in label else f"{label}#{name}"
+            self[str(key)] = to_template_value(value, label=sub if named_keys else label, named_keys=named_keys)
 
     def __missing__(self, key: object) -> NoReturn:
-        keys = ", ".join(sorted(self)) or "none"
-        raise NotFoundError(f"{self._label}: key {str(key)!r} not found (keys: {keys})", ref=self._label)
+        # The key is quoted only when the template has it literally; one built at render time may be
+        # a value. The keys are listed only for a secret's own keys (names), not for parsed values.
+        shown = repr(key) if is_literal(key) else BUILT
+        keys = f" (keys: {escape_controls(', '.join(sorted(self))) or 'none'})" if self._named_keys else ""
+        raise NotFoundError(f"{self._label}: key {shown} not found{keys}", ref=self._label)
 
     def __str__(self) -> str:
         return json.dumps(to_plain(self), separators=(",", ":"), ensure_ascii=False)
@@ -81,6 +105,23 @@ class Binary(bytes):
 
     def __format__(self, spec: str) -> str:
         return str(self)
+
+
+class NotIssued(str):
+    """A dry run's stand-in for a reference it did not fetch; see the module docstring."""
+
+    __slots__ = ()
+
+    def __new__(cls) -> NotIssued:
+        return super().__new__(cls, "NOT_ISSUED")
+
+    def __getattr__(self, name: str) -> NotIssued:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, key: object) -> Any:
+        return self if isinstance(key, str) else str.__getitem__(self, key)  # type: ignore[index]
 
 
 class Pending:
@@ -118,15 +159,17 @@ class Pending:
     __hash__ = object.__hash__
 
 
-def to_template_value(value: Any, *, label: str, parse_json: bool = False) -> Any:
+def to_template_value(value: Any, *, label: str, parse_json: bool = False, named_keys: bool = True) -> Any:
     """Returns what a template sees for a revealed secret value.
 
     Args:
         label: the log-safe reference text, for missing-key messages.
         parse_json: True for a whole-secret reference: a JSON-object string becomes a mapping.
+        named_keys: False for a mapping parsed out of a value (``fromjson``): its keys are data, not
+            names, and a missing-key message does not list them.
     """
     if isinstance(value, Mapping):
-        return SecretMap(value, label=label)
+        return SecretMap(value, label=label, named_keys=named_keys)
     if isinstance(value, bytes) and not isinstance(value, Binary):
         try:
             return value.decode("utf-8")
@@ -139,7 +182,7 @@ def to_template_value(value: Any, *, label: str, parse_json: bool = False) -> An
             return value
         return SecretMap(parsed, label=label) if isinstance(parsed, dict) else value
     if isinstance(value, list | tuple):
-        return SecretList(to_template_value(item, label=label) for item in value)
+        return SecretList(to_template_value(item, label=label, named_keys=named_keys) for item in value)
     return value
 
 

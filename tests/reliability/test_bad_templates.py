@@ -1,6 +1,6 @@
 """Hostile templates through `injector init` (a real process): sandbox escapes, resource bombs and
 recursion end with exit 16, one clear line, nothing written, nothing executed, and within the time
-and memory the limits promise. tests/test_render.py covers the Renderer itself; this is what a user
+and memory the limits promise. tests/template/ covers the Renderer itself; this is what a user
 of the CLI gets."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 from tests.fixtures.sentinel import SENTINEL
 from tests.fixtures.sidecar import configmap_write, free_port, wait_for
 from tests.fixtures.vault import VaultServer
-from tests.reliability.support import run_injector, start_sidecar, write_config
+from tests.reliability.support import run_injector, start_sidecar, visible_files, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -350,3 +350,102 @@ class TestModes:
         assert result.returncode == 0, result.stderr
         assert mode_of(state) == 0o700
         assert mode_of(state / "state.json") == 0o600
+
+
+def part_of(value: str, text: str, length: int = 6) -> str | None:
+    """The first ``length`` consecutive characters of ``value`` found in ``text``, or None."""
+    for start in range(len(value) - length + 1):
+        if value[start : start + length] in text:
+            return value[start : start + length]
+    return None
+
+
+#: Templates that fail while evaluating a value: each exception's own text would quote (part of) it.
+FAILING = [
+    ("slice-int", "{{ secret('file:s.json#pw')[3:15] | int }}"),
+    ("upper-float", "{{ secret('file:s.json#pw') | upper | float }}"),
+    ("format-keyerror", "{{ ('{' ~ secret('file:s.json#pw')[:10] ~ '}').format(a=1) }}"),
+    ("dict-key", "{{ {'a': 1}[secret('file:s.json#pw')] }}"),
+    ("key-is-value", "{{ secret('file:s.json')[secret('file:s.json#pw')] }}"),
+    ("built-reference", "{{ secret('file:' ~ secret('file:s.json#pw')) }}"),
+]
+
+
+class TestTemplateErrors:
+    @pytest.mark.parametrize("log_format", LOG_FORMATS)
+    @pytest.mark.parametrize("template", [t for _, t in FAILING], ids=[i for i, _ in FAILING])
+    def test_init_error_names_template_line_and_class_only(
+        self, tmp_path: Path, output_dir: Path, template: str, log_format: str
+    ) -> None:
+        """init failing inside a template: its error line and debug logs hold no 6 characters of the value."""
+        (tmp_path / "s.json").write_text(json.dumps({"pw": SENTINEL}))
+        config = write_config(
+            tmp_path / "injector.yaml",
+            {"output_dir": str(output_dir), "templates": [{"contents": "x\n" + template, "destination": "a"}]},
+        )
+        result = run_injector(["init", "-c", str(config), "--log-level", "debug", "--log-format", log_format])
+        assert result.returncode in (13, 16), result.stderr
+        assert result.errors and result.errors[0].startswith("injector: error: templates[0] (a): line 2: ")
+        assert part_of(SENTINEL, result.output) is None, result.output
+
+
+class TestCredentials:
+    def test_env_function_cannot_read_the_vault_token(self, tmp_path: Path, output_dir: Path) -> None:
+        """env('VAULT_TOKEN') in a template: exit 16, the error names the variable, never its value."""
+        config = write_config(
+            tmp_path / "injector.yaml",
+            {
+                "output_dir": str(output_dir),
+                "templates": [{"contents": "{{ env('VAULT_TOKEN') }}", "destination": "a"}],
+            },
+        )
+        result = run_injector(["init", "-c", str(config)], env={"VAULT_TOKEN": SENTINEL})
+        assert result.returncode == 16, result.stderr
+        assert "VAULT_TOKEN holds the injector's own credentials" in result.errors[0]
+        assert_clean(result.output, "init's output")
+        assert visible_files(output_dir) == {}
+
+    @pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "INJECTOR_EXTRA"])
+    def test_env_reference_cannot_read_credentials(self, tmp_path: Path, output_dir: Path, name: str) -> None:
+        """secret('env:NAME') of an injector credential: access denied (14), the variable named, no value."""
+        config = write_config(
+            tmp_path / "injector.yaml",
+            {
+                "output_dir": str(output_dir),
+                "templates": [{"contents": f"{{{{ secret('env:{name}') }}}}", "destination": "a"}],
+            },
+        )
+        result = run_injector(["init", "-c", str(config)], env={name: SENTINEL})
+        assert result.returncode == 14, result.stderr
+        assert f"{name} holds the injector's own credentials" in result.errors[0]
+        assert_clean(result.output, "init's output")
+
+
+FORGED = "2026-01-01T00:00:00Z ERROR   injector.forged: FORGED"
+
+
+class TestLogInjection:
+    @pytest.mark.parametrize("log_format", LOG_FORMATS)
+    def test_key_names_cannot_forge_log_lines(self, tmp_path: Path, output_dir: Path, log_format: str) -> None:
+        """A secret's key names holding a newline, a carriage return and ANSI escapes, quoted in the sidecar's
+        log of a failing template: every log line is one record, no forged line, no escape character."""
+        (tmp_path / "s.json").write_text(json.dumps({f"ok\n{FORGED}\r{FORGED}": 1, "\x1b[2J\x9b31m": 2}))
+        source = tmp_path / "a.j2"
+        source.write_text("{{ secret('file:s.json') | length }}\n")
+        config = write_config(
+            tmp_path / "injector.yaml",
+            {"output_dir": str(output_dir), "templates": [{"source": str(source), "destination": "a"}]},
+        )
+        sidecar = start_sidecar(tmp_path, config, free_port(), "--log-level", "debug", "--log-format", log_format)
+        try:
+            sidecar.wait_ready()
+            source.write_text("{{ secret('file:s.json#nope') }}\n")
+            wait_for(lambda: "template a failed" in sidecar.logs(), 10, "the template failure in the log")
+        finally:
+            sidecar.stop()
+        logs = sidecar.logs()
+        assert "\x1b" not in logs and "\x9b" not in logs and "\r" not in logs
+        for line in logs.splitlines():
+            assert not line.startswith(FORGED), line
+            if log_format == "json":
+                json.loads(line)

@@ -1,23 +1,42 @@
-"""Property-based tests of the parsers at injector's boundary: whatever the input, the config loader
-and the reference parser give a valid object or ``ConfigError`` — never another exception, and never
-an object the rest of the program cannot use (a NaN duration, a path with a NUL byte)."""
+"""Property-based tests at injector's boundaries.
+
+- The parsers: whatever the input, the config loader and the reference parser give a valid object
+  or ``ConfigError`` — never another exception, and never an object the rest of the program cannot
+  use (a NaN duration, a path with a NUL byte).
+- ``render --dry-run --show``: for any secret value and every filter the sandbox offers, neither its
+  output (or its error) nor any debug log line holds 6 consecutive characters of the value or of
+  an encoding of it.
+"""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import html
+import io
+import json
+import logging
 import math
+import shlex
 import tempfile
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from injector.config.load import check_destination, load_config, parse_config
 from injector.config.model import CommandNotify, Config, HttpNotify, SignalNotify
-from injector.errors import ConfigError
-from injector.refs import SCHEMES, Reference, parse_reference
+from injector.errors import ConfigError, InjectorError, SourceError
+from injector.logs import configure_logging
+from injector.modes.dryrun import preview
+from injector.refs import SCHEMES, Reference, Secret, parse_reference
+from injector.sources import Fetched
+from injector.template.sandbox import Sandbox
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 BASE = Path(tempfile.gettempdir())
@@ -220,3 +239,122 @@ def test_parse_reference_gives_a_reference_or_a_config_error(text: str) -> None:
     assert parse_reference(ref.canonical()) == ref
     assert parse_reference(str(ref.base)) == ref.base
     ref.refresh  # noqa: B018 - parses ?refresh=, must not raise for an accepted reference
+
+
+# --- render --dry-run --show -------------------------------------------------------------------------
+
+#: Every filter a template can use: Jinja's builtins and injector's, as the sandbox has them.
+FILTER_NAMES = sorted(Sandbox(max_size=1 << 20, tick=lambda: None).filters)
+#: Arguments for the filters that need some; the others are called bare.
+FILTER_ARGS = {
+    "attr": "('upper')",
+    "batch": "(3)",
+    "center": "(40)",
+    "groupby": "('pw')",
+    "map": "('upper')",
+    "reject": "('eq', 'x')",
+    "rejectattr": "('pw')",
+    "replace": "('a', 'b')",
+    "select": "('ne', 'x')",
+    "selectattr": "('pw')",
+    "slice": "(3)",
+    "truncate": "(12, true, '')",
+    "wordwrap": "(5)",
+}
+#: What a filter is applied to: the value, the whole secret (a mapping), a list holding it.
+SUBJECTS = {
+    "value": "secret('vault:app#pw')",
+    "mapping": "secret('vault:app')",
+    "list": "[secret('vault:app')]",
+}
+#: Quotes, backslashes, %, delimiters, unicode and whitespace: what encoders and escapers change.
+VALUE_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list("\"'\\%$@:/#?&=+{}<> \t\n")),
+    min_size=6,
+    max_size=40,
+)
+
+
+class MemorySource:
+    """One secret, ``vault:app``: ``{"pw": value, "user": "app"}``, from memory."""
+
+    scheme = "vault"
+
+    def __init__(self, value: str) -> None:
+        self._value = {"pw": value, "user": "app"}
+
+    def describe(self, ref: Reference) -> str:
+        return f"memory({ref.path})"
+
+    def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+        return {ref: Fetched(value=Secret(self._value)) for ref in refs}
+
+    def close(self) -> None:
+        return None
+
+
+def encoded_forms(value: str) -> list[str]:
+    raw = value.encode()
+    return [
+        value,
+        value.upper(),
+        value.lower(),
+        value[::-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        shlex.quote(value),
+        repr(value),
+        html.escape(value),
+    ]
+
+
+def leaked_part(value: str, text: str, control: str, length: int = 6) -> str | None:
+    """The first ``length`` characters of a form of ``value`` found in ``text`` but not in ``control``
+    (the same run with another value: text that is there whatever the value is, such as a log
+    message Hypothesis borrowed for a value, is no leak). Whitespace-only runs aside."""
+    for form in encoded_forms(value):
+        for start in range(len(form) - length + 1):
+            part = form[start : start + length]
+            if not part.isspace() and part in text and part not in control:
+                return part
+    return None
+
+
+def dry_run_show(template: str, value: str) -> str:
+    """``render --dry-run --show`` of ``template`` in this process: its lines (or its error) and the
+    debug log, as text."""
+    config = parse_config(
+        {"output_dir": "/nonexistent/out", "templates": [{"contents": template, "destination": "a"}]},
+        base_dir=BASE,
+        environ={},
+    )
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    root.handlers[:] = []  # only injector's handler: pytest's capture would slow every example down
+    configure_logging("debug", "text", stream)
+    try:
+        try:
+            output = "\n".join(preview(config, timeout=5, show=True, sources={"vault": MemorySource(value)}))
+        except InjectorError as exc:
+            output = str(exc)
+    finally:
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+    return output + "\n" + stream.getvalue()
+
+
+@pytest.mark.parametrize("name", FILTER_NAMES)
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=VALUE_TEXT, subject=st.sampled_from(sorted(SUBJECTS)))
+def test_dry_run_show_and_debug_logs_hold_no_part_of_a_value(name: str, value: str, subject: str) -> None:
+    """Any value through any filter: --show output, its error and debug logs hold no 6 characters of it."""
+    template = f"X={{{{ {SUBJECTS[subject]} | {name}{FILTER_ARGS.get(name, '')} }}}}\n"
+    text = dry_run_show(template, value)
+    control = dry_run_show(template, ("\u2603" if "\u2603" not in value else "\u2604") * len(value))
+    part = leaked_part(value, text, control)
+    assert part is None, f"{part!r} of the value is in:\n{text}"

@@ -1,0 +1,236 @@
+"""`injector render --dry-run` as a user runs it (a real process): ``--show`` prints no part of a
+value however a template encodes it, and dynamic credentials are issued only with ``--issue``, and
+then revoked. The stand-in values it renders with are checked directly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import urllib.parse
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from injector.modes.dryrun import stand_in
+from tests.fixtures.cli import run, write_config
+from tests.fixtures.vault import VaultServer, dev_only
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Quotes, backslashes, %, URL and dotenv delimiters, unicode and whitespace: what escaping filters change.
+PASSWORD = "p@ss\"w0rd/\\x%41$HOME é'ü #:?&=+ tab\there"
+
+
+def forms(value: str) -> list[str]:
+    """The value and the encodings a template might print it in."""
+    raw = value.encode()
+    return [
+        value,
+        value.upper(),
+        value.lower(),
+        value[::-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        shlex.quote(value),
+        repr(value),
+        value.replace("\\", "\\\\").replace('"', '\\"'),
+    ]
+
+
+def assert_no_part(values: list[str], text: str, length: int = 6) -> None:
+    """Fails when ``text`` holds ``length`` consecutive characters of any form of any value."""
+    for value in values:
+        for form in forms(value):
+            for start in range(len(form) - length + 1):
+                part = form[start : start + length]
+                assert part.isspace() or part not in text, f"{part!r} (of {form!r}) is in the output"
+
+
+def dry_run(config: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    result = run(["render", "-c", str(config), "--dry-run", *args, "--log-level", "debug"], env=env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+class TestShow:
+    def test_shipped_database_url_template(self, tmp_path: Path, output_dir: Path) -> None:
+        """templates/database-url.j2 (urlquote): --show prints the URL's shape, no part of the credentials."""
+        (tmp_path / "db.json").write_text(json.dumps({"username": "app-user_01", "password": PASSWORD}))
+        config = write_config(
+            tmp_path,
+            output_dir,
+            [{"source": str(ROOT / "templates" / "database-url.j2"), "destination": "db.url"}],
+            secrets={"db": "file:db.json"},
+        )
+        result = dry_run(config, "--show")
+        assert "    postgresql://<redacted>:<redacted>@postgres:5432/app?sslmode=require" in result.stdout
+        assert_no_part([PASSWORD, "app-user_01"], result.stdout + result.stderr)
+        assert list(output_dir.iterdir()) == []
+
+    @pytest.mark.parametrize(
+        "expression",
+        [
+            "urlquote",
+            "urlencode",
+            "b64encode",
+            "tojson",
+            "dotenv_quote",
+            "shell_quote",
+            "toyaml",
+            "upper",
+            "lower",
+            "title",
+            "capitalize",
+            "reverse",
+            "escape",
+            "replace('a', 'b')",
+            "list | join(',')",
+            "batch(3) | list",
+            "wordwrap(5)",
+            "truncate(12)",
+            "center(80)",
+            "indent(4)",
+            "string",
+            "pprint",
+        ],
+    )
+    def test_filters_that_reshape_a_value(self, tmp_path: Path, output_dir: Path, expression: str) -> None:
+        """A value encoded, escaped or reshaped by a filter, or sliced, is masked in --show."""
+        (tmp_path / "s.json").write_text(json.dumps({"pw": PASSWORD}))
+        template = (
+            (
+                f"A={{{{ s.pw | {expression} }}}}\n"
+                "B={{ s.pw[3:20] }}\n"
+                "C={{ s.pw[::-1] }}\n"
+                "D={{ '%s/%s' | format(s.pw, 'x') }}\n"
+                "E={{ s | tojson }}\n"
+            )
+            .replace("s.pw", "secret('file:s.json#pw')")
+            .replace("s |", "secret('file:s.json') |")
+        )
+        config = write_config(tmp_path, output_dir, [{"contents": template, "destination": "a"}])
+        result = dry_run(config, "--show")
+        assert "    B=<redacted>" in result.stdout
+        assert_no_part([PASSWORD], result.stdout + result.stderr)
+
+    def test_lines_without_values_are_shown(self, tmp_path: Path, output_dir: Path) -> None:
+        """Text, env() settings, key names and lengths do not depend on values: they are shown."""
+        (tmp_path / "s.json").write_text(json.dumps({"pw": PASSWORD}))
+        template = (
+            "# {{ env('REGION') }}\n"
+            "keys={{ secret('file:s.json').keys() | join(',') }} length={{ secret('file:s.json#pw') | length }}\n"
+            "pw={{ secret('file:s.json#pw') }}\n"
+        )
+        config = write_config(tmp_path, output_dir, [{"contents": template, "destination": "a"}])
+        result = dry_run(config, "--show", env={"REGION": "eu-west-1"})
+        assert f"    # eu-west-1\n    keys=pw length={len(PASSWORD)}\n    pw=<redacted>\n" in result.stdout
+
+    def test_a_template_that_parses_a_value_is_hidden(self, tmp_path: Path, output_dir: Path) -> None:
+        """A template that only renders with the real value (fromjson of it) is hidden, saying why."""
+        (tmp_path / "s.json").write_text(json.dumps({"blob": json.dumps({"pw": PASSWORD})}))
+        template = "{{ (secret('file:s.json#blob') | b64encode | b64decode | fromjson).pw }}\n"
+        config = write_config(tmp_path, output_dir, [{"contents": template, "destination": "a"}])
+        result = dry_run(config, "--show")
+        assert "<contents hidden" in result.stdout or "<redacted>" in result.stdout
+        assert_no_part([PASSWORD], result.stdout + result.stderr)
+
+
+def vault_section(server: VaultServer) -> dict[str, Any]:
+    return {"address": server.address, "auth": {"method": "token"}, "timeout": "5s"}
+
+
+def token_env(server: VaultServer) -> dict[str, str]:
+    env = {"VAULT_TOKEN": server.root_token}
+    if isinstance(server.verify, str):
+        env["VAULT_CACERT"] = server.verify
+    return env
+
+
+@dev_only("database/creds needs a database on a real Vault")
+class TestDynamicCredentials:
+    def config(self, tmp_path: Path, output_dir: Path, server: VaultServer, lease_role: str, kv2_mount: str) -> Path:
+        template = "{{ secrets.db.username }}:{{ secrets.db.password | urlquote }} {{ secrets.app.k }}\n"
+        return write_config(
+            tmp_path,
+            output_dir,
+            [{"contents": template, "destination": "db"}],
+            vault=vault_section(server),
+            secrets={"db": f"vault:{lease_role}", "app": f"vault:{kv2_mount}/app"},
+        )
+
+    def test_not_issued_by_default(
+        self,
+        tmp_path: Path,
+        output_dir: Path,
+        vault_server: VaultServer,
+        vault_admin: Any,
+        lease_role: str,
+        kv2_mount: str,
+    ) -> None:
+        """A dry run issues no credentials: it says which reference it skipped and renders NOT_ISSUED."""
+        assert vault_server.dev is not None
+        vault_admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "kv-value"}, mount_point=kv2_mount)
+        before = len(vault_server.dev.active_leases("database/"))
+        config = self.config(tmp_path, output_dir, vault_server, lease_role, kv2_mount)
+        result = dry_run(config, "--show", env=token_env(vault_server))
+        assert "not issued (a dry run issues no credentials" in result.stdout
+        assert f"vault:{lease_role}" in result.stdout
+        assert "  not issued  db" in result.stdout
+        assert "    NOT_ISSUED:NOT_ISSUED <redacted>" in result.stdout
+        assert len(vault_server.dev.active_leases("database/")) == before
+
+    def test_issue_revokes_what_it_issued(
+        self,
+        tmp_path: Path,
+        output_dir: Path,
+        vault_server: VaultServer,
+        vault_admin: Any,
+        lease_role: str,
+        kv2_mount: str,
+    ) -> None:
+        """--issue fetches the credentials, masks them in --show, and revokes the lease before it exits."""
+        assert vault_server.dev is not None
+        vault_admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"k": "kv-value"}, mount_point=kv2_mount)
+        before = set(vault_server.dev.active_leases("database/"))
+        config = self.config(tmp_path, output_dir, vault_server, lease_role, kv2_mount)
+        result = dry_run(config, "--show", "--issue", env=token_env(vault_server))
+        assert "         new  db" in result.stdout
+        assert "    <redacted>:<redacted> <redacted>" in result.stdout
+        assert f"issued and revoked: vault:{lease_role}" in result.stdout
+        assert set(vault_server.dev.active_leases("database/")) == before
+
+
+class TestStandIns:
+    VALUE: ClassVar[dict[str, Any]] = {
+        "user": "app",
+        "pw": PASSWORD,
+        "port": 5432,
+        "on": True,
+        "list": ["a1", "B2"],
+        "n": None,
+    }
+
+    def test_same_shape(self) -> None:
+        """A stand-in keeps keys, types, lengths and line breaks."""
+        for variant in (0, 1):
+            got = stand_in(self.VALUE, variant)
+            assert got.keys() == self.VALUE.keys()
+            assert len(got["pw"]) == len(PASSWORD) and got["on"] is True and got["n"] is None
+            assert len(str(got["port"])) == 4 and isinstance(got["port"], int)
+            assert stand_in("a\nb\n", variant).count("\n") == 2
+
+    def test_no_character_of_the_value(self) -> None:
+        """A stand-in holds no character of the value (in either case), and the two variants differ everywhere."""
+        a, b = stand_in(PASSWORD, 0), stand_in(PASSWORD, 1)
+        assert not (set(a) | set(b)) & (set(PASSWORD.lower()) | set(PASSWORD.upper()))
+        assert all(x != y for x, y in zip(a, b, strict=True))
+
+    def test_json_string_keeps_its_keys(self) -> None:
+        """A JSON-object string (a Secrets Manager secret) stays JSON with the same keys."""
+        got = json.loads(stand_in(json.dumps({"password": PASSWORD}), 0))
+        assert list(got) == ["password"] and len(got["password"]) == len(PASSWORD)

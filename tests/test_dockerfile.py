@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from injector.config import HealthConfig
+from tests.helpers.image import build_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -270,3 +271,11 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         "bench/run.py",
     ):
         assert dockerignore_excludes(outside, IGNORE), outside
+
+
+def test_readme_shows_the_build_command_the_image_test_runs() -> None:
+    """The README's build step is the command tests/test_image.py runs, minus the test's own flags."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    argv = build_argv("injector:$VERSION", "$VERSION", "$(git rev-parse HEAD)", "localhost/base")
+    shown = " ".join(["podman", *argv[: argv.index("--no-cache")], "."])
+    assert shown in readme, shown

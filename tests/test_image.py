@@ -37,7 +37,7 @@ import yaml
 
 from tests.fixtures.sidecar import free_port, wait_for
 from tests.fixtures.tmpfs import unmount
-from tests.fixtures.vault import VaultServer
+from tests.fixtures.vault import PkiMount, VaultServer
 from tests.helpers import image
 from tests.helpers.image import POD_LIKE, Build, Podman
 
@@ -246,6 +246,20 @@ def test_init_writes_into_a_tmpfs_volume(
     assert stat.S_IMODE(info.st_mode) == 0o440
     assert (info.st_uid, info.st_gid) == (UID, UID)
     assert (pod.output / "..data").is_symlink()
+
+
+@pytest.mark.vault
+def test_init_issues_a_pki_certificate(
+    podman: Podman, built: Build, pod: Pod, vault_server: VaultServer, pki_mount: PkiMount
+) -> None:
+    """`init` writes a certificate from Vault's PKI (reading its validity needs cryptography in the image)."""
+    ref = f"vault:{pki_mount.mount}/issue/{pki_mount.role}?common_name=app.local&ttl=1h"
+    pod.config({
+        "vault": vault_section(vault_server, pod),
+        "templates": [{"contents": f"{{{{ secret('{ref}#certificate') }}}}", "destination": "tls.crt"}],
+    })
+    ok(run(podman, built, pod, "init", "-c", CONFIG))
+    assert pod.read("tls.crt").startswith("-----BEGIN CERTIFICATE-----")
 
 
 @pytest.mark.aws

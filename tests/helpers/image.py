@@ -302,11 +302,17 @@ def site_packages(rootfs: Path) -> Path:
 
 
 def breakdown(rootfs: Path, top: int = 8) -> dict[str, int]:
-    """Sizes in the image: the whole root, the venv, its largest packages, botocore's API models."""
+    """Sizes in the image: the whole root, the base's big parts, the venv, its largest packages."""
+    sizes = {"/ (everything)": du(rootfs)}
+    base_parts = ("usr/lib/python3.*", "usr/local/lib/python3.*", "usr/lib/*-linux-gnu", "usr/bin", "usr/share")
+    for pattern in base_parts:
+        for path in sorted(rootfs.glob(pattern)):
+            if size := du(path):
+                sizes[f"  /{path.relative_to(rootfs)}"] = size
     packages = site_packages(rootfs)
-    sizes = {"/ (everything)": du(rootfs), "/opt/injector (the venv)": du(rootfs / "opt" / "injector")}
+    sizes["/opt/injector (the venv)"] = du(rootfs / "opt" / "injector")
     by_package = {p.name: du(p) for p in packages.iterdir() if p.is_dir() and not p.name.endswith(".dist-info")}
     for name, size in sorted(by_package.items(), key=lambda item: -item[1])[:top]:
         sizes[f"  site-packages/{name}"] = size
-    sizes["  botocore/data (API models)"] = du(packages / "botocore" / "data")
+    sizes["  site-packages/botocore/data (API models)"] = du(packages / "botocore" / "data")
     return sizes

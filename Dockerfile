@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The injector image: one venv at /opt/injector, run as a numeric non-root user, fit for a read-only
-# root filesystem. Build (docker or podman; tests/test_image.py runs this same command):
-#   podman build -t injector:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
+# root filesystem. Build (docker or podman; README step 2, and tests/test_image.py runs it):
+#   VERSION=$(python3 -c 'import injector; print(injector.__version__)')
+#   podman build -t injector:$VERSION --build-arg VERSION=$VERSION --build-arg REVISION=$(git rev-parse HEAD) .
 #
 # Both stages use the same Python image ON PURPOSE: a venv is tied to the interpreter it was made
 # with (bin/python links to /usr/local/bin/python3 here, /usr/bin/python3 in a Debian-packaged

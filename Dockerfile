@@ -1,36 +1,58 @@
 # syntax=docker/dockerfile:1
 # The injector image: one venv at /opt/injector, run as a numeric non-root user, fit for a read-only
-# root filesystem. Build:  docker build -t injector:0.1.0 .
+# root filesystem. Build (docker or podman; README step 2, and tests/test_image.py runs it):
+#   VERSION=$(python3 -c 'import injector; print(injector.__version__)')
+#   podman build -t injector:$VERSION --build-arg VERSION=$VERSION --build-arg REVISION=$(git rev-parse HEAD) .
 #
 # Both stages use the same Python image ON PURPOSE: a venv is tied to the interpreter it was made
-# with (bin/python links to /usr/local/bin/python3.11), so it moves between stages unchanged only if
-# that interpreter is at the same path in both. (A distroless Python image puts Debian's python3.11
-# at /usr/bin and would need a Debian builder to match; exec-form ENTRYPOINT already means no shell
-# is needed at run time, and the slim image keeps /bin/sh for `command` notifiers that want one.)
-# Pin the digest in CI: python:3.11-slim-bookworm@sha256:...
+# with (bin/python links to /usr/local/bin/python3 here, /usr/bin/python3 in a Debian-packaged
+# Python), so it moves between stages unchanged only if that interpreter is at the same path in
+# both. (A distroless Python image puts Debian's python3.11 at /usr/bin and would need a Debian
+# builder to match; exec-form ENTRYPOINT already means no shell is needed at run time, and the slim
+# image keeps /bin/sh for `command` notifiers that want one.) Any image with python3 and its venv
+# module works: the build uses only the venv's own pip, never a system pip.
+#
+# For a real registry, pin the base by digest so that rebuilding one commit gives one image:
+#   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+# with the digest of the day you pin, from `skopeo inspect --format '{{.Digest}}'
+# docker://docker.io/library/python:3.11-slim-bookworm` (or `docker buildx imagetools inspect`).
+# The default below stays a tag, overridable like any ARG (the tests pass a local Debian image).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# The API models botocore keeps (see step 3); "all" keeps every one (bench/image.py measures both).
+ARG BOTOCORE_SERVICES="secretsmanager ssm sts"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Only what the wheel is built from (.dockerignore keeps everything else out of the context).
 COPY pyproject.toml README.md ./
 COPY injector ./injector
-# 1. Build the project's wheel (build isolation fetches the setuptools pyproject.toml asks for).
-# 2. Install it with its dependencies into a fresh venv; pip byte-compiles everything, so nothing
-#    needs to write .pyc files at run time.
-RUN python -m pip wheel --no-deps --wheel-dir /tmp/wheels . \
- && python -m venv /opt/injector \
- && /opt/injector/bin/pip install /tmp/wheels/*.whl \
- && /opt/injector/bin/pip uninstall --yes pip setuptools
+# 1. A fresh venv; its pip builds the project's wheel (build isolation fetches the setuptools
+#    pyproject.toml asks for) and installs it with its dependencies. pip byte-compiles everything
+#    it installs, so nothing needs to write .pyc files at run time.
+#    The webhook extra (jsonpatch, ~0.1 MB) is in: deploy/webhook runs `injector webhook` from this image.
+# 2. pip and setuptools leave the venv: nothing is installed at run time.
+# 3. botocore ships the API model of every AWS service (~28 MB, the largest part of the venv); the
+#    injector calls Secrets Manager and SSM, and STS for IRSA (AssumeRoleWithWebIdentity). The
+#    top-level files (endpoints, partitions, retry rules) stay. A credential source needing another
+#    service (an SSO profile: sso, sso-oidc) needs it added to BOTOCORE_SERVICES.
+RUN python3 -m venv /opt/injector \
+ && /opt/injector/bin/pip install '.[webhook]' \
+ && /opt/injector/bin/pip uninstall --yes pip setuptools \
+ && if [ "${BOTOCORE_SERVICES}" != all ]; then \
+      for model in /opt/injector/lib/python3*/site-packages/botocore/data/*/; do \
+        case " ${BOTOCORE_SERVICES} " in *" $(basename "$model") "*) ;; *) rm -r "$model" ;; esac; \
+      done; \
+    fi
 
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.1.0
+# No defaults that could lie: the build command passes both (`injector --version`, the git commit).
+ARG VERSION=unknown
 ARG REVISION=unknown
+# No org.opencontainers.image.source: the project has no public repository address yet.
 LABEL org.opencontainers.image.title="injector" \
       org.opencontainers.image.description="Init container and sidecar that render Vault and AWS secrets into a pod's in-memory volume, keep them fresh and tell the app to reload." \
-      org.opencontainers.image.source="https://example.invalid/tmpfs-injector" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
@@ -45,5 +67,7 @@ ENV PATH=/opt/injector/bin:$PATH \
 # Numeric, so that kubelet can verify runAsNonRoot; 65532 is the "nonroot" user of distroless.
 USER 65532:65532
 EXPOSE 8099
+# No HEALTHCHECK: Kubernetes ignores it and probes /healthz and /readyz itself (deploy/ sets the
+# probes); the OCI image format podman builds has no field for it either.
 ENTRYPOINT ["injector"]
 CMD ["--help"]

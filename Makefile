@@ -21,13 +21,22 @@ $(STAMP): $(DEMO_STAMP) pyproject.toml
 
 venv: $(STAMP)
 
-# nginx proves the end-to-end reload story; installed when missing and we are root on Debian.
+# nginx proves the end-to-end reload story; podman, runc and mmdebstrap build and run the image
+# (tests/test_image.py). Installed when missing and we are root on Debian; otherwise those tests skip.
 system-deps:
 	@command -v nginx >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing nginx-light (Debian) for the end-to-end test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
 	  else echo "nginx is not installed and cannot be installed here: the nginx test will skip"; fi; }
+	@PATH="$$PATH:/usr/sbin:/sbin"; missing=""; \
+	for tool in podman runc mmdebstrap; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (Debian) for the image test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $$missing >/dev/null; \
+	  else echo "not installed and cannot be installed here:$$missing; the image test will skip"; fi; fi
 
 demo: $(DEMO_STAMP)
 	$(BIN)/injector demo

@@ -91,11 +91,14 @@ class Record:
         return [float(n) / (1000 if unit == "ms" else 1) for n, unit in _RETRY_IN.findall(self.log)]
 
     def attempts(self) -> list[float]:
-        """Request arrival times grouped into attempts (requests less than 50 ms apart)."""
+        """The start times of attempts: a request less than 50 ms after the previous one belongs to
+        the same attempt (an attempt of several requests may span more than 50 ms in all)."""
         out: list[float] = []
+        last = None
         for t in self.requests:
-            if not out or t - out[-1] > 0.05:
+            if last is None or t - last > 0.05:
                 out.append(t)
+            last = t
         return out
 
 

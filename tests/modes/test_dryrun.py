@@ -17,7 +17,7 @@ from injector.modes.dryrun import stand_in
 from tests.fixtures.cli import run, write_config
 from tests.fixtures.vault import VaultServer, dev_only
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 #: Quotes, backslashes, %, URL and dotenv delimiters, unicode and whitespace: what escaping filters change.
 PASSWORD = "p@ss\"w0rd/\\x%41$HOME é'ü #:?&=+ tab\there"
 

@@ -1,12 +1,14 @@
 """deploy/'s pods, run as kubelet would run them: real processes in one PID + mount namespace.
 
 For an overlay's Deployment this file plays kubelet and the API server, from the rendered
-manifests (tests/test_deploy.py's helpers):
+manifests (tests/test_deploy.py's helpers); tests/webhook/test_pod_simulation_webhook.py runs a
+pod the admission webhook mutated with the same machinery (``run_pod`` takes either ``Manifest``):
 
 - tests/helpers/pod_sandbox.py holds the pod's namespaces (``unshare --mount --pid --fork
   --mount-proc``) and mounts its volumes: a real tmpfs for each ``emptyDir`` with ``medium:
-  Memory``, the ConfigMaps (the injector config and templates via ``materialize_config``), the
-  projected volume (a service-account JWT for audience "vault", signed with a key the dev Vault's
+  Memory``, the injector config (from its ConfigMap with the templates via ``materialize_config``,
+  or the downward API's item from a pod annotation: the webhook's compiled config), the projected
+  volume (a service-account JWT for the audience it names, signed with a key the dev Vault's
   Kubernetes auth trusts, and the CA that ``vault.ca_cert`` names);
 - each container runs its manifest ``command``/``args`` through ``nsenter`` into those namespaces,
   in kubelet's order: the init container to exit 0, then the native sidecar until its startupProbe
@@ -18,10 +20,11 @@ manifests (tests/test_deploy.py's helpers):
   new one while the test watches.
 
 What cannot be the same here, and is rewritten (each place says why): the Vault address, the ports
-(this pod shares the host's network namespace), the content of ``kube-root-ca.crt``, the app's
-image (nginx's image cannot run here: Debian's nginx with a stand-in for the image's nginx.conf,
-or tests/helpers/pod_app.py), and the users: every process runs as root, because the virtualenv's
-interpreter lives under /root (mode 0700); test_deploy.py checks the manifests' users instead.
+(this pod shares the host's network namespace), the content of the ConfigMap projected as the Vault
+CA (``kube-root-ca.crt``), the app's image (nginx's image cannot run here: Debian's nginx with a
+stand-in for the image's nginx.conf, or tests/helpers/pod_app.py under the image's process name),
+and the users: every process runs as root, because the virtualenv's interpreter lives under /root
+(mode 0700); test_deploy.py checks the manifests' users instead.
 """
 
 from __future__ import annotations
@@ -229,6 +232,8 @@ class Manifest:
     docs: list[dict[str, Any]]
     workload: dict[str, Any]
     spec: dict[str, Any]
+    #: The ConfigMap that a projected volume shows as the Vault CA (its content is the dev Vault's CA).
+    vault_ca_configmap: str = "kube-root-ca.crt"
 
     @classmethod
     def of(cls, variant: str) -> Manifest:
@@ -238,6 +243,11 @@ class Manifest:
     @property
     def namespace(self) -> str:
         return str(self.workload["metadata"]["namespace"])
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The pod's annotations (the pod template's, as the controller copies them into each pod)."""
+        return dict(self.workload["spec"]["template"]["metadata"].get("annotations") or {})
 
     def init_container(self) -> dict[str, Any]:
         (init,) = [c for c in injector_containers(self.spec) if c.get("restartPolicy") != "Always"]
@@ -310,51 +320,80 @@ def setup_sh_defaults() -> dict[str, str]:
     return dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", text, re.MULTILINE))
 
 
-def set_up_vault(vault: DevVault, ca_file: Path, key: rsa.RSAPrivateKey) -> None:
-    """What deploy/vault/setup.sh does to a real Vault (its steps, numbered as there), to the dev Vault."""
-    names = setup_sh_defaults()
-    mount, namespace = names["AUTH_MOUNT"], names["NAMESPACE"]
-    admin = vault_client(vault, ca_file)
-    try:
-        # 1-2. Kubernetes auth. The dev Vault has no TokenReview API to call: it checks the JWT's
-        #      signature against pem_keys, the public half of the key that signs the pod's token.
-        admin.sys.enable_auth_method("kubernetes", path=mount)
-        admin.write_data(
-            f"auth/{mount}/config",
-            data={"kubernetes_host": "https://kubernetes.default.svc", "pem_keys": [public_pem(key)]},
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultSetup:
+    """The names deploy/vault/setup.sh configures a Vault with, for one pod's role.
+
+    ``policy`` is the HCL text attached to the role; ``engine_role`` names both the PKI role and
+    the database role the pod's references use (pki/issue/ROLE, database/creds/ROLE).
+    """
+
+    auth_mount: str
+    role: str
+    service_account: str
+    namespace: str
+    audience: str
+    policy: str
+    engine_role: str
+
+    @classmethod
+    def setup_sh(cls) -> VaultSetup:
+        """deploy/vault/setup.sh's defaults and deploy/vault/app-policy.hcl, for the overlays' pods."""
+        names = setup_sh_defaults()
+        return cls(
+            auth_mount=names["AUTH_MOUNT"],
+            role="app",
+            service_account=names["SERVICE_ACCOUNT"],
+            namespace=names["NAMESPACE"],
+            audience="vault",
+            policy=(DEPLOY / "vault" / "app-policy.hcl").read_text(),
+            engine_role="app",
         )
-        # 3-4. The policy file as shipped, and the role.
-        admin.sys.create_or_update_policy("app", (DEPLOY / "vault" / "app-policy.hcl").read_text())
-        admin.write_data(
-            f"auth/{mount}/role/app",
-            data={
-                "bound_service_account_names": names["SERVICE_ACCOUNT"],
-                "bound_service_account_namespaces": namespace,
-                "audience": "vault",
-                "token_policies": "app",
-                "token_ttl": "1h",
-                "token_max_ttl": "24h",
-            },
-        )
-        # 5. Engines. The dev Vault starts with pki/ (and its root CA) and database/ mounted; the
-        #    database connection is never dialled.
-        admin.write_data(
-            "pki/roles/app",
-            data={"allowed_domains": f"{namespace}.svc", "allow_subdomains": True, "max_ttl": CERT_MAX_TTL},
-        )
-        admin.write_data(
-            "database/config/app",
-            data={
-                "plugin_name": "postgresql-database-plugin",
-                "allowed_roles": "app",
-                "connection_url": f"postgresql://{{{{username}}}}:{{{{password}}}}@postgres.{namespace}.svc:5432/app",
-                "username": "vault-admin",
-                "password": "not-a-real-database",
-            },
-        )
-        admin.write_data("database/roles/app", data={"db_name": "app", "default_ttl": "1h", "max_ttl": "24h"})
-    finally:
-        admin.adapter.close()
+
+    def apply(self, vault: DevVault, ca_file: Path, key: rsa.RSAPrivateKey) -> None:
+        """What deploy/vault/setup.sh does to a real Vault (its steps, numbered as there), to the dev Vault."""
+        mount, namespace, role = self.auth_mount, self.namespace, self.engine_role
+        admin = vault_client(vault, ca_file)
+        try:
+            # 1-2. Kubernetes auth. The dev Vault has no TokenReview API to call: it checks the JWT's
+            #      signature against pem_keys, the public half of the key that signs the pod's token.
+            admin.sys.enable_auth_method("kubernetes", path=mount)
+            admin.write_data(
+                f"auth/{mount}/config",
+                data={"kubernetes_host": "https://kubernetes.default.svc", "pem_keys": [public_pem(key)]},
+            )
+            # 3-4. The policy, and the role.
+            admin.sys.create_or_update_policy(self.role, self.policy)
+            admin.write_data(
+                f"auth/{mount}/role/{self.role}",
+                data={
+                    "bound_service_account_names": self.service_account,
+                    "bound_service_account_namespaces": namespace,
+                    "audience": self.audience,
+                    "token_policies": self.role,
+                    "token_ttl": "1h",
+                    "token_max_ttl": "24h",
+                },
+            )
+            # 5. Engines. The dev Vault starts with pki/ (and its root CA) and database/ mounted; the
+            #    database connection is never dialled.
+            admin.write_data(
+                f"pki/roles/{role}",
+                data={"allowed_domains": f"{namespace}.svc", "allow_subdomains": True, "max_ttl": CERT_MAX_TTL},
+            )
+            admin.write_data(
+                f"database/config/{role}",
+                data={
+                    "plugin_name": "postgresql-database-plugin",
+                    "allowed_roles": role,
+                    "connection_url": f"postgresql://{{{{username}}}}:{{{{password}}}}@postgres.{namespace}.svc:5432/app",
+                    "username": "vault-admin",
+                    "password": "not-a-real-database",
+                },
+            )
+            admin.write_data(f"database/roles/{role}", data={"db_name": role, "default_ttl": "1h", "max_ttl": "24h"})
+        finally:
+            admin.adapter.close()
 
 
 # --- the pod ----------------------------------------------------------------------------------------
@@ -402,14 +441,30 @@ class Pod:
         """Runs ``container``'s ``kind`` probe (an httpGet) as kubelet does; returns the status (0: no answer)."""
         probe = container[kind]
         port = self.ports[probe_port(container, probe)]
-        url = f"http://127.0.0.1:{port}{probe['httpGet']['path']}"
-        try:
-            with urllib.request.urlopen(url, timeout=probe.get("timeoutSeconds", 1)) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
+        return _http_status(f"http://127.0.0.1:{port}{probe['httpGet']['path']}", probe.get("timeoutSeconds", 1))
+
+    @property
+    def app_port(self) -> int:
+        """The app's port in the manifest that says it is ready: its readinessProbe's, else its first."""
+        app = self.manifest.app()
+        if "readinessProbe" in app:
+            return probe_port(app, app["readinessProbe"])
+        return int(app["ports"][0]["containerPort"])
+
+    @property
+    def app_probe_path(self) -> str:
+        probe = self.manifest.app().get("readinessProbe")
+        return str(probe["httpGet"]["path"]) if probe else "/ready"
+
+    def app_status(self, path: str) -> int:
+        """The status of GET ``path`` at the app's port (0: no answer)."""
+        return _http_status(f"http://127.0.0.1:{self.ports[self.app_port]}{path}", 1)
+
+    def app_get(self, path: str) -> bytes:
+        """The body of GET ``path`` at the app's port (the stand-in app's /files/NAME, /sighups)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[self.app_port]}{path}", timeout=5) as resp:
+            body: bytes = resp.read()
+            return body
 
     def output_files(self) -> set[str]:
         """The files in the secrets volume (as the app sees them at its mountPath)."""
@@ -418,6 +473,16 @@ class Pod:
 
     def read_output(self, name: str) -> bytes:
         return self.sandbox.path(str(self.config.output_dir / name)).read_bytes()
+
+
+def _http_status(url: str, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
 
 
 def _command(container: dict[str, Any]) -> list[str]:
@@ -434,15 +499,36 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def _config_file(manifest: Manifest, dest: Path) -> Path:
+    """Writes what the injector sees at CONFIG_DIR to ``dest``; returns the file its ``--config`` names."""
+    sidecar = manifest.sidecar()
+    mount = mount_of(sidecar, CONFIG_DIR)
+    assert mount is not None, f"{sidecar['name']}: nothing mounted at {CONFIG_DIR}"
+    volume = volume_named(manifest.spec, mount["name"])
+    if "downwardAPI" not in volume:
+        return materialize_config(manifest.docs, manifest.workload, dest)
+    # kubelet writes each item's field of the pod as a file: here the webhook's compiled config,
+    # from the annotation the patch added.
+    dest.mkdir(parents=True)
+    for item in volume["downwardAPI"]["items"]:
+        found = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", item["fieldRef"]["fieldPath"])
+        assert found, f"{volume['name']}: the simulation writes annotations only, not {item['fieldRef']}"
+        (dest / item["path"]).write_text(manifest.annotations[found.group(1)])
+    command = sidecar["command"]
+    return dest / Path(command[command.index("--config") + 1]).relative_to(CONFIG_DIR)
+
+
 def _volume_folder(
     manifest: Manifest, volume: dict[str, Any], config_file: Path, work: Path, vault_ca: bytes, key: rsa.RSAPrivateKey
 ) -> Path:
-    """A host folder with what kubelet would put in a configMap or projected volume."""
+    """A host folder with what kubelet would put in a configMap, downwardAPI or projected volume."""
     folder = work / "volumes" / volume["name"]
+    injector_mounts = {m["name"]: m["mountPath"] for m in manifest.sidecar()["volumeMounts"]}
+    if injector_mounts.get(volume["name"]) == CONFIG_DIR:
+        # _config_file's folder (a ConfigMap's injector.yaml beside templates/, or the downward
+        # API's items), the config in it already rewritten for this test.
+        return config_file.parent
     if "configMap" in volume:
-        injector_mounts = {m["name"]: m["mountPath"] for m in manifest.sidecar()["volumeMounts"]}
-        if injector_mounts.get(volume["name"]) == CONFIG_DIR:
-            return config_file.parent  # materialize_config's layout: injector.yaml beside templates/
         if injector_mounts.get(volume["name"]) == TEMPLATES_DIR:
             return config_file.parent / "templates"
         data = configmap_named(manifest.docs, volume["configMap"]["name"], manifest.namespace)["data"]
@@ -455,10 +541,11 @@ def _volume_folder(
         if "serviceAccountToken" in source:
             token = source["serviceAccountToken"]
             (folder / token["path"]).write_text(projected_token(manifest, token, key))
-        elif source.get("configMap", {}).get("name") == "kube-root-ca.crt":
-            # The API server publishes the cluster CA here. The dev Vault's certificate is not
-            # signed by a cluster CA, so this holds Vault's CA instead, as deploy/README.md says
-            # to do in that case ("project a ConfigMap with your Vault CA there").
+        elif source.get("configMap", {}).get("name") == manifest.vault_ca_configmap:
+            # The overlays project kube-root-ca.crt, where the API server publishes the cluster CA.
+            # The dev Vault's certificate is not signed by a cluster CA, so this holds Vault's CA
+            # instead, as deploy/README.md says to do in that case ("project a ConfigMap with your
+            # Vault CA there"). The webhook's injector-vault volume projects vault-ca-configmap.
             for item in source["configMap"]["items"]:
                 (folder / item["path"]).write_bytes(vault_ca)
         else:
@@ -469,7 +556,8 @@ def _volume_folder(
 def _rewrite_config(config_file: Path, vault_address: str, health_address: str) -> None:
     data = yaml.safe_load(config_file.read_text())
     # Not the same in a test: no cluster DNS name resolves to the dev Vault, whose certificate is
-    # for 127.0.0.1; scheme (https) and path stay.
+    # for 127.0.0.1; scheme (https) and path stay. The same holds for the webhook's compiled config
+    # (its vault-address is deploy/webhook/defaults.yaml's https://vault.vault.svc:8200).
     original = urlsplit(data["vault"]["address"])
     data["vault"]["address"] = original._replace(netloc=urlsplit(vault_address).netloc).geturl()
     # Not the same in a test: a pod has its own network namespace; this one shares the host's (so
@@ -487,19 +575,27 @@ def _rewrite_nginx_ports(folder: Path, ports: dict[int, int]) -> None:
 
 
 @contextmanager
-def run_pod(variant: str, work: Path, *, real_nginx: bool) -> Iterator[Pod]:
-    """Starts the pod of ``variant`` as kubelet would and yields it; stops everything after."""
-    manifest = Manifest.of(variant)
+def run_pod(
+    manifest: Manifest,
+    work: Path,
+    *,
+    real_nginx: bool,
+    vault_setup: VaultSetup,
+) -> Iterator[Pod]:
+    """Starts ``manifest``'s pod as kubelet would and yields it; stops everything after.
+
+    ``vault_setup`` names what the dev Vault is set up with for the pod (auth role, policy, engines).
+    """
     with ExitStack() as stack:
         vault = DevVault(tls=True).start()
         stack.callback(vault.stop)
         ca_file = work / "vault-ca.pem"
         ca_file.write_text(vault.ca_pem or "")
 
-        config_file = materialize_config(manifest.docs, manifest.workload, work / "etc-injector")
+        config_file = _config_file(manifest, work / "etc-injector")
         config = load_config(config_file, environ={})
         key = rsa_key()
-        set_up_vault(vault, ca_file, key)
+        vault_setup.apply(vault, ca_file, key)
         pki_ca_file = work / "pki-ca.pem"
         client = vault_client(vault, ca_file)
         pki_ca_file.write_text(client.secrets.pki.read_ca_certificate())
@@ -579,22 +675,24 @@ def run_pod(variant: str, work: Path, *, real_nginx: bool) -> Iterator[Pod]:
         if real_nginx:
             pod.app = sandbox.start(app["name"], _command(app), _env(app))
         else:
-            # nginx's image cannot run here: an app that reads the files at the app's mountPath.
+            # nginx's image cannot run here: an app that reads the files at the app's mountPath, on
+            # the port of its readinessProbe (or its first port), named as the image's process is
+            # (a notifier may signal it by name).
             (secrets,) = [m["mountPath"] for m in app["volumeMounts"] if m["mountPath"] == str(config.output_dir)]
-            probe = app["readinessProbe"]
             argv = [
                 sys.executable,
                 str(HELPERS / "pod_app.py"),
                 secrets,
-                str(pod.ports[probe_port(app, probe)]),
-                probe["httpGet"]["path"],
+                str(pod.ports[pod.app_port]),
+                pod.app_probe_path,
+                Path(app["command"][0]).name,
             ]
             pod.app = sandbox.start(app["name"], argv, _env(app))
 
         def app_ready() -> bool:
             if not pod.app or not pod.app.running():
                 pytest.fail(f"the app exited:\n{pod.app and pod.app.output()}")
-            return pod.probe(app, "readinessProbe") == 200
+            return pod.app_status(pod.app_probe_path) == 200
 
         wait_for(app_ready, 10, "the app's readinessProbe")
         yield pod
@@ -610,7 +708,10 @@ def native_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     """overlays/native-sidecar's pod, up (the app: tests/helpers/pod_app.py)."""
     if reason := _skip_reason():
         pytest.skip(reason)
-    with run_pod("overlays/native-sidecar", tmp_path_factory.mktemp("native-sidecar"), real_nginx=False) as pod:
+    work = tmp_path_factory.mktemp("native-sidecar")
+    with run_pod(
+        Manifest.of("overlays/native-sidecar"), work, real_nginx=False, vault_setup=VaultSetup.setup_sh()
+    ) as pod:
         yield pod
 
 
@@ -622,7 +723,9 @@ def shared_pid_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
     if NGINX is None:
         pytest.skip("nginx is not installed (`make test` installs Debian's nginx-light)")
     work = tmp_path_factory.mktemp("share-process-namespace")
-    with run_pod("overlays/share-process-namespace", work, real_nginx=True) as pod:
+    with run_pod(
+        Manifest.of("overlays/share-process-namespace"), work, real_nginx=True, vault_setup=VaultSetup.setup_sh()
+    ) as pod:
         yield pod
 
 
@@ -676,9 +779,7 @@ def served_certificate(pod: Pod) -> x509.Certificate:
 
 def app_file_digest(pod: Pod, name: str) -> str:
     """The SHA-256 of ``name`` as the stand-in app reads it at its mountPath now."""
-    port = pod.ports[probe_port(pod.manifest.app(), pod.manifest.app()["readinessProbe"])]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/files/{name}", timeout=5) as resp:
-        return resp.read().decode()
+    return pod.app_get(f"/files/{name}").decode()
 
 
 # --- the tests --------------------------------------------------------------------------------------

@@ -120,8 +120,14 @@ def mount_of(container: dict[str, Any], path: str) -> dict[str, Any] | None:
     return next((m for m in container.get("volumeMounts", []) if m["mountPath"] == path), None)
 
 
+def mount_holding(container: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The mount ``path`` lies in: mounted there, or in a folder below the deepest mount above it."""
+    holding = [m for m in container.get("volumeMounts", []) if Path(path).is_relative_to(m["mountPath"])]
+    return max(holding, key=lambda m: len(Path(m["mountPath"]).parts), default=None)
+
+
 def _mount_name(container: dict[str, Any], path: str) -> str:
-    mount = mount_of(container, path)
+    mount = mount_holding(container, path)
     assert mount is not None, f"{container['name']}: nothing mounted at {path}"
     return str(mount["name"])
 
@@ -390,8 +396,13 @@ def test_output_and_state_dirs_are_in_memory_volumes(variant: str, tmp_path: Pat
         config = config_of(docs, workload, tmp_path / workload["metadata"]["name"])
         assert config.state_dir is not None, "init hands its token to the sidecar through state_dir"
         for container in injector_containers(pod):
+            state_mount = mount_holding(container, str(config.state_dir))
+            assert state_mount is not None and str(config.state_dir) != state_mount["mountPath"], (
+                "state_dir is a folder injector creates inside its emptyDir: kubelet makes the volume's "
+                "root root-owned and world-writable, which injector refuses for the folder of its token"
+            )
             for path in (config.output_dir, config.state_dir):
-                mount = mount_of(container, str(path))
+                mount = mount_holding(container, str(path))
                 assert mount is not None, f"{container['name']}: {path} is not mounted"
                 assert not mount.get("readOnly"), f"{container['name']} must write {path}"
                 empty_dir = volume_named(pod, mount["name"]).get("emptyDir")
@@ -457,7 +468,7 @@ def test_embedded_injector_configs_parse(variant: str) -> None:
         config = parse_config(yaml.safe_load(text), base_dir=Path(CONFIG_DIR), environ={})
         assert config.vault is not None and config.vault.auth.method == "kubernetes"
         assert config.vault.auth.role == "app"
-        assert str(config.output_dir) == "/run/secrets/app" and str(config.state_dir) == "/run/injector"
+        assert str(config.output_dir) == "/run/secrets/app" and str(config.state_dir) == "/run/injector/state"
         for template in config.templates:
             assert template.source is not None and template.source.parent == Path(TEMPLATES_DIR)
 

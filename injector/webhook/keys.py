@@ -38,6 +38,7 @@ __all__ = [
     "PER_NAME",
     "PREFIX",
     "STATE_DIR",
+    "STATE_MOUNT",
     "STATUS",
     "TEMPLATES_DIR",
     "VAULT_DIR",
@@ -53,7 +54,11 @@ STATUS = PREFIX + "status"
 CONFIG = PREFIX + "config"
 INJECTED = "injected"
 
-STATE_DIR = "/run/injector"
+#: The injector containers' own in-memory volume (TMPDIR), and state_dir: a folder injector creates
+#: 0700 inside it. Not the volume's root: kubelet makes an emptyDir root-owned and world-writable,
+#: which injector refuses for the folder that holds its token.
+STATE_MOUNT = "/run/injector"
+STATE_DIR = "/run/injector/state"
 CONFIG_DIR = "/etc/injector"
 CONFIG_FILE = "injector.yaml"
 TEMPLATES_DIR = "/etc/injector/templates"

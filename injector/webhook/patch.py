@@ -37,6 +37,7 @@ from injector.webhook.keys import (
     INJECTED,
     PREFIX,
     STATE_DIR,
+    STATE_MOUNT,
     STATUS,
     TEMPLATES_DIR,
     VAULT_DIR,
@@ -212,7 +213,7 @@ def _user(
 
 def _container(name: str, command: str, plan: Plan, settings: Settings, user: int) -> dict[str, Any]:
     argv = ["injector", command, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
-    env = [{"name": "INJECTOR_LOG_FORMAT", "value": "json"}, {"name": "TMPDIR", "value": STATE_DIR}]
+    env = [{"name": "INJECTOR_LOG_FORMAT", "value": "json"}, {"name": "TMPDIR", "value": STATE_MOUNT}]
     if plan.config_configmap is not None:
         # The ConfigMap's config does not know this pod's layout: flags and env put it in place.
         argv += ["--output-dir", plan.secrets_path]
@@ -221,7 +222,7 @@ def _container(name: str, command: str, plan: Plan, settings: Settings, user: in
             argv += ["--health-address", f"0.0.0.0:{plan.health_port}"]
     mounts = [
         {"name": "injector-secrets", "mountPath": plan.secrets_path},
-        {"name": "injector-state", "mountPath": STATE_DIR},
+        {"name": "injector-state", "mountPath": STATE_MOUNT},
         {"name": "injector-config", "mountPath": CONFIG_DIR, "readOnly": True},
     ]
     if plan.templates_configmap is not None:

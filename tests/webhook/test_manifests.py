@@ -214,9 +214,9 @@ def test_config_configmap_example_is_a_valid_config_in_the_pod(tmp_path: Path) -
     config = load_config(
         config_file,
         overrides={"output_dir": "/run/secrets/app", "health.address": "0.0.0.0:8099"},
-        environ={"INJECTOR_STATE_DIR": "/run/injector"},
+        environ={"INJECTOR_STATE_DIR": "/run/injector/state"},
     )
-    assert str(config.state_dir) == "/run/injector"
+    assert str(config.state_dir) == "/run/injector/state"
     validate_config(config)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from injector.errors import ConfigError, NotFoundError
+from injector.redact import escape_controls
 from injector.units import parse_duration
 
 __all__ = ["SCHEMES", "Reference", "Secret", "parse_reference"]
@@ -282,7 +283,8 @@ class Secret:
                 ref=ref,
             )
         if key not in mapping:
-            keys = ", ".join(sorted(str(k) for k in mapping)) or "none"
+            # Key names are the backend's: a newline in one must not forge a line of the error output.
+            keys = escape_controls(", ".join(sorted(str(k) for k in mapping))) or "none"
             raise NotFoundError(f"{ref}: key {key!r} not found (keys: {keys})", ref=ref)
         value = mapping[key]
         if value is None or isinstance(value, bool | int | float) or not isinstance(value, str | bytes | Mapping):

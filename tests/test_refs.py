@@ -155,6 +155,12 @@ class TestSecret:
         assert message == "vault:secret/app#pasword: key 'pasword' not found (keys: password, user)"
         assert SENTINEL not in message
 
+    def test_a_key_name_with_a_newline_cannot_forge_a_line(self) -> None:
+        """Key names listed in a missing-key error have their control characters escaped."""
+        with pytest.raises(NotFoundError) as info:
+            Secret({"a\ninjector: error: forged": "v"}).select("b", ref="vault:secret/app#b")
+        assert "\n" not in str(info.value) and "a\\ninjector" in str(info.value)
+
     def test_select_on_plain_string_says_drop_the_key(self) -> None:
         """Selecting a key of a non-JSON string explains the fix."""
         with pytest.raises(NotFoundError, match="drop the #KEY"):

@@ -14,20 +14,23 @@ schedule. The rules, per kind of value:
   ``interval`` (the propagation budget), and every static reference with the same interval
   shares ONE timer per cycle, so a cycle is one batched round (5 BatchGetSecretValue calls for
   100 secrets, not 100 calls at 100 random moments);
-- a failed fetch keeps the last good value and is retried with its own backoff (full jitter over
-  ``[min_backoff, cap]``, the cap doubling to ``max_backoff``); after ``max_stale`` without success
-  it is stale;
+- a failed fetch keeps the last good value and is retried with backoff (full jitter over
+  ``[min_backoff, cap]``, the cap doubling to ``max_backoff``); the static values of one interval
+  group share one retry time, so a failed batch is retried as one batch; after ``max_stale``
+  without success a value is stale;
 - ``env:`` values never change while the process lives: they are not polled;
 - nothing is fetched again sooner than ``min_backoff`` after a fetch, whatever its lifetime says.
 
 A fleet (``refresh.splay``, on by default). Pods started together by a rollout would otherwise poll
 in step for ever: the jitter only shortens each wait by up to ``jitter``, so a fleet's polls stay
 within a few seconds of each other. With splay, an interval group's FIRST poll after start is at a
-uniformly random point of its interval; later polls keep that phase (each one interval, less the
-jitter, after the last). A pod that restarts draws a new phase, so it never falls back into step.
+uniformly random point of ``[min_backoff, interval]``; later polls keep that phase: each is one
+interval, less the jitter, after the last one was *due* (not after it finished: a stalled backend
+would otherwise finish every pod's round at the same moment and put the fleet back in step). A
+pod that restarts draws a new phase, so it never falls back into step.
 Renewals and certificate re-issues are spread over 1/2–2/3 of the remaining time instead of
-0.6–2/3. A reference that recovers from failures is splayed again over its interval, so the round
-that ends an outage does not put the whole fleet on one timer. (Why random and not a phase hashed
+0.6–2/3. The references of a group that recover together are splayed again over the interval, at
+one time per pod (one batch), so the round that ends an outage does not put the fleet on one timer. (Why random and not a phase hashed
 from the hostname: a Deployment's pod names carry random suffixes already, so both spread the same;
 random also spreads pods whose names collide across namespaces.)
 """
@@ -61,6 +64,8 @@ class Entry:
     backoff: Backoff = field(default_factory=Backoff)
     #: True while it shares its interval group's timer.
     grouped: bool = False
+    #: The interval of its polling group, for a static value (None: a lease, a certificate…).
+    group: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,8 +92,14 @@ class Scheduler:
         self.entries: dict[Reference, Entry] = {}
         #: interval → the next due time shared by the static references polled at that interval.
         self._groups: dict[float, float] = {}
-        #: Intervals whose group has had its first (splayed) due time.
-        self._phased: set[float] = set()
+        #: interval → the due time at which the group last fired: the next one keeps its phase.
+        self._fired: dict[float, float] = {}
+        #: interval → the shared retry time (and its backoff) of the group's failing references,
+        #: so that a failed batch is retried as one batch.
+        self._retry: dict[float, float] = {}
+        self._retry_backoff: dict[float, Backoff] = {}
+        #: interval → the shared (splayed) next poll of the references recovering in one wave.
+        self._recovery: dict[float, float] = {}
 
     # --- planning -------------------------------------------------------------------------------
 
@@ -108,6 +119,7 @@ class Scheduler:
         entry.failures = 0
         entry.backoff.reset()
         entry.grouped = False
+        entry.group = None
         lease = fetched.lease
         if lease is not None and lease.duration > 0:
             if not renewed or entry.lease_asked is None:
@@ -138,9 +150,12 @@ class Scheduler:
                 # A KV v1 ttl shorter than the interval is the owner asking for fresher reads.
                 entry.due = now + fetched.ttl * self._between(0.85, 0.95)
             elif recovering and self.refresh.splay:
-                # The end of an outage: back onto the group timer at its next success, not now.
-                entry.due = now + interval * self.rand()
+                # The end of an outage: the wave recovering together polls next at one splayed
+                # time (one batch), and joins the group's timer at its success after that.
+                entry.group = interval
+                entry.due = self._recovery_due(interval, now)
             else:
+                entry.group = interval
                 entry.grouped = True
                 entry.due = self._group_due(interval, now)
         if entry.action == "fetch":
@@ -150,15 +165,28 @@ class Scheduler:
         return entry
 
     def failed(self, ref: Reference) -> Entry:
-        """Schedules a retry of ``ref`` with its own backoff; its last good value stays in use."""
+        """Schedules a retry of ``ref``; its last good value stays in use.
+
+        The static values of one polling group share one retry time and backoff (a failed batch is
+        retried as one batch); anything else retries on its own backoff.
+        """
+        now = self.clock()
         entry = self.entries.get(ref)
         if entry is None:
-            entry = Entry(ref=ref, due=0.0, action="fetch", last_success=self.clock())
+            entry = Entry(ref=ref, due=0.0, action="fetch", last_success=now)
             entry.backoff = self._backoff()
             self.entries[ref] = entry
         entry.failures += 1
         entry.grouped = False
-        entry.due = self.clock() + entry.backoff.next()
+        if entry.group is None:
+            entry.due = now + entry.backoff.next()
+            return entry
+        due = self._retry.get(entry.group)
+        if due is None or due <= now:
+            backoff = self._retry_backoff.setdefault(entry.group, self._backoff())
+            due = now + backoff.next()
+            self._retry[entry.group] = due
+        entry.due = due
         return entry
 
     def forget(self, refs: Iterable[Reference]) -> None:
@@ -192,7 +220,9 @@ class Scheduler:
             if entry.grouped and entry.due > now and self.interval_of(entry.ref) in due_groups:
                 fetch.append(entry.ref)
         for interval in due_groups:
-            self._groups.pop(interval, None)
+            fired = self._groups.pop(interval, None)
+            if fired is not None:
+                self._fired[interval] = fired
         return Due(renew=tuple(sorted(renew, key=str)), fetch=tuple(sorted(fetch, key=str)))
 
     def stale(self, max_stale: float | None = None) -> list[tuple[Reference, float]]:
@@ -211,15 +241,34 @@ class Scheduler:
     # --- helpers --------------------------------------------------------------------------------
 
     def _group_due(self, interval: float, now: float) -> float:
+        """The group's next poll: the first at a random phase (splay), then one interval (less the
+        jitter) after the last one was DUE — not after it finished, so a slow round (a stalled
+        backend) does not bring a spread fleet back into step."""
         due = self._groups.get(interval)
+        if due is not None and due > now:
+            return due
+        floor = now + self.refresh.min_backoff
+        fired = self._fired.get(interval)
+        if fired is None and self.refresh.splay:
+            # Drawn over [min_backoff, interval], not clamped: a clamp would put every pod that
+            # drew below min_backoff on the same moment.
+            due = floor + max(0.0, interval - self.refresh.min_backoff) * self.rand()
+        else:
+            due = (now if fired is None else fired) + interval * (1 - self.refresh.jitter * self.rand())
+            while due < floor:
+                due += interval
+        self._groups[interval] = due
+        return due
+
+    def _recovery_due(self, interval: float, now: float) -> float:
+        self._retry.pop(interval, None)
+        backoff = self._retry_backoff.get(interval)
+        if backoff is not None:
+            backoff.reset()
+        due = self._recovery.get(interval)
         if due is None or due <= now:
-            if self.refresh.splay and interval not in self._phased:
-                due = now + interval * self.rand()  # the first poll: a random phase
-            else:
-                due = now + interval * (1 - self.refresh.jitter * self.rand())
-            due = max(due, now + self.refresh.min_backoff)
-            self._phased.add(interval)
-            self._groups[interval] = due
+            due = now + self.refresh.min_backoff + max(0.0, interval - self.refresh.min_backoff) * self.rand()
+            self._recovery[interval] = due
         return due
 
     def _spread(self) -> float:

@@ -236,17 +236,53 @@ class TestFleet:
         assert min(dues) >= 1800 - 1 and max(dues) <= 2400 + 1
         assert max(dues) - min(dues) > 500
 
-    def test_recovery_is_splayed(self) -> None:
-        """References that recover from an outage together are not all put on the same next poll."""
+    def test_recovery_is_splayed_across_a_fleet_and_batched_within_a_pod(self) -> None:
+        """Pods recovering from one outage poll next at spread times; each pod's references together."""
         rng = random.Random(5)
+        refs = [parse_reference(f"vault:secret/app{i}") for i in range(10)]
+        firsts = []
+        for _ in range(50):
+            sched = Scheduler(RefreshConfig(interval=60, splay=True), clock=Clock(), rand=rng.random)
+            for ref in refs:
+                sched.track(ref, Fetched(value=Secret({})))
+                sched.failed(ref)
+            dues = {sched.track(ref, Fetched(value=Secret({}))).due for ref in refs}
+            assert len(dues) == 1  # one batch
+            firsts.append(dues.pop() - 1_000_000.0)
+        assert max(firsts) - min(firsts) > 30
+        assert all(0 < due <= 60 for due in firsts)
+
+    def test_a_failing_group_retries_as_one_batch(self) -> None:
+        """The static values of one group that fail together share one retry time (one batch call)."""
         sched, clock = scheduler(interval=60)
-        sched.rand = rng.random
-        refs = [parse_reference(f"vault:secret/app{i}") for i in range(50)]
+        sched.rand = random.Random(9).random
+        refs = [parse_reference(f"aws-ssm:/app/p{i}") for i in range(10)]
         for ref in refs:
-            sched.track(ref, Fetched(value=Secret({})))
-            sched.failed(ref)
-        for ref in refs:
-            sched.track(ref, Fetched(value=Secret({})))
-        dues = sorted(sched.entries[ref].due - clock.now for ref in refs)
-        assert dues[-1] - dues[0] > 30
-        assert all(0 < due <= 60 for due in dues)
+            sched.track(ref, Fetched(value=Secret("v")))
+        clock.now += 120
+        for _ in range(3):
+            dues = {sched.failed(ref).due for ref in refs}
+            assert len(dues) == 1
+            clock.now = dues.pop()
+
+    def test_no_first_poll_is_clamped_to_min_backoff(self) -> None:
+        """The splayed first poll is drawn over [min_backoff, interval]: no pile-up at min_backoff."""
+        rng = random.Random(11)
+        dues = []
+        for _ in range(500):
+            sched = Scheduler(RefreshConfig(interval=5, min_backoff=1, splay=True), clock=Clock(), rand=rng.random)
+            dues.append(sched.track(KV, Fetched(value=Secret({}))).due - 1_000_000.0)
+        assert min(dues) >= 1
+        assert sum(1 for due in dues if due < 1.01) < 5
+
+    def test_a_slow_round_keeps_the_phase(self) -> None:
+        """A round that finishes late (a stalled backend) does not move the group's next poll."""
+        sched, clock = scheduler(rand=0.5, interval=60, jitter=0.0)
+        sched.track(KV, Fetched(value=Secret({})))
+        first = sched.next_due()
+        assert first is not None
+        clock.now = first
+        sched.take_due()
+        clock.now = first + 3  # the round took 3 s
+        entry = sched.track(KV, Fetched(value=Secret({})))
+        assert entry.due == pytest.approx(first + 60)

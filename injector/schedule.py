@@ -27,12 +27,12 @@ within a few seconds of each other. With splay, an interval group's FIRST poll a
 uniformly random point of ``[min_backoff, interval]``; later polls keep that phase: each is one
 interval, less the jitter, after the last one was *due* (not after it finished: a stalled backend
 would otherwise finish every pod's round at the same moment and put the fleet back in step). A
-pod that restarts draws a new phase, so it never falls back into step.
-Renewals and certificate re-issues are spread over 1/2–2/3 of the remaining time instead of
-0.6–2/3. The references of a group that recover together are splayed again over the interval, at
-one time per pod (one batch), so the round that ends an outage does not put the fleet on one timer. (Why random and not a phase hashed
-from the hostname: a Deployment's pod names carry random suffixes already, so both spread the same;
-random also spreads pods whose names collide across namespaces.)
+pod that restarts draws a new phase, so it never falls back into step. Renewals and certificate
+re-issues are spread over 1/2–2/3 of the remaining time instead of 0.6–2/3. The references of a
+group that recover together are splayed again over the interval, at one time per pod (one batch),
+so the round that ends an outage does not put the fleet on one timer. (Why random and not a phase
+hashed from the hostname: a Deployment's pod names carry random suffixes already, so both spread
+the same; random also spreads pods whose names collide across namespaces.)
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 How: one ``devvault.DevVault`` in this process on 127.0.0.1; its ``_serve`` is wrapped here (the
 dev server itself is unchanged) to record the monotonic arrival time and path of every request,
 the ones an outage drops included. For each mode (``refresh.splay: false``, then the default
-``true``), N real ``injector sidecar`` processes are started within about a second, each with 5
-KV v2 paths of its own (``secret/fleet/podNN/kJ``, so the server log says which pod asked) in one
-template, ``refresh.interval: 5s`` and the other refresh defaults (jitter 0.1, min_backoff 1 s,
-max_backoff 60 s).
+``true``), N real ``injector sidecar`` processes are started one after another (a few seconds on
+this machine), each with 5 KV v2 paths of its own (``secret/fleet/podNN/kJ``, so the server log
+says which pod asked) in one template, ``refresh.interval: 5s`` and the other refresh defaults
+(jitter 0.1, min_backoff 1 s, max_backoff 60 s).
 
 The start: on this 2-core machine N interpreters need ~10–20 s of CPU to start, and N first
 renders at once take seconds more; that alone would spread the pods' first fetches over several
@@ -18,22 +18,31 @@ The release is t0.
 Measured, per mode:
 
 - steady: requests per second from t0 + 1 interval for ``--steady`` seconds (the second interval
-  on): mean, busiest 1-s bin, busiest / mean, and the share of the mean the ideal predicts
-  (N × 5 paths / the mean wait of 0.95 interval);
+  on): mean, busiest 1-s bin, busiest / mean, and the mean the ideal predicts (N × 5 paths / the
+  mean cycle of 0.95 interval);
+- ``--stall S`` (off by default): then every KV read is held S seconds (Vault slow, not down) and
+  the 15 s from 1 s after the release are binned the same way;
 - outage: ``set_outage(True)`` for ``--outage`` seconds (connections closed unanswered: the
   retries are counted as they arrive), then off; the first 10 s after recovery: busiest 1-s bin /
-  the steady mean of the same mode, and when the last pod had all 5 paths answered again.
+  the steady mean of the same mode, and how many of the N × 5 paths were asked for again within
+  10 s and within 25 s.
 
 At the end every sidecar gets SIGTERM, then SIGKILL after 10 s. The run takes about 3.5 minutes
-at N = 80. It prints the markdown rows for bench/README.md ("Fleet").
+at N = 80 on an idle machine. It prints the markdown rows for bench/README.md ("Fleet").
 
-    .venv/bin/python bench/fleet.py            # N = 80
-    .venv/bin/python bench/fleet.py --quick    # N = 10, short phases: to work on the bench
+``--aws-throttling`` measures something else, in this process only: botocore's standard against
+its adaptive retry mode, through real ``SsmSource`` objects, against ``ThrottlingSsm`` (below).
+
+    .venv/bin/python bench/fleet.py                   # N = 80, splay off then on
+    .venv/bin/python bench/fleet.py --quick           # N = 10, short phases: to work on the bench
+    .venv/bin/python bench/fleet.py --splay on --stall 3 --pods 60
+    .venv/bin/python bench/fleet.py --aws-throttling
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -42,11 +51,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from common import INJECTOR, child_env, loadavg, machine, wait_for
+from common import AWS_ENV, INJECTOR, child_env, loadavg, machine, wait_for
 
 from devvault import DevVault
 
@@ -55,6 +65,7 @@ INTERVAL = 5.0
 RECOVERY_WINDOW = 10.0
 RECOVERY_LIMIT = 25.0
 KV_PREFIX = "/v1/secret/data/fleet/"
+STALL_WATCH = 15.0
 
 
 class CountingVault:
@@ -82,7 +93,7 @@ class CountingVault:
         self.vault._serve = counted  # type: ignore[method-assign]
 
     def hold(self) -> None:
-        """From now on, KV reads wait until ``release``."""
+        """From now on, KV reads wait until ``gate.set()``."""
         with self._lock:
             self.held = 0
         self.gate.clear()
@@ -118,9 +129,11 @@ class ModeResult:
     steady_bins: list[int]
     outage_requests: int
     recovery_bins: list[int]
-    #: KV paths (of pods × 5) asked for again within RECOVERY_WINDOW of the recovery, and at all.
+    #: KV paths (of pods × 5) asked for again within RECOVERY_WINDOW and within RECOVERY_LIMIT of the recovery.
     back_early: int
     back: int
+    #: Requests per second from 1 s after a stall (``--stall``) ended, for STALL_WATCH seconds.
+    stall_bins: list[int]
 
     @property
     def steady_mean(self) -> float:
@@ -186,6 +199,7 @@ def run_mode(
     steady: float,
     outage: float,
     min_backoff: str | None = None,
+    stall: float = 0.0,
 ) -> ModeResult:
     cv.log.clear()
     cv.hold()
@@ -220,6 +234,18 @@ def run_mode(
         )
         print(f"  steady: {steady_bins}")
 
+        stall_bins: list[int] = []
+        if stall:
+            # Vault stalls: requests wait (answered late, not failed), as in a slow leader change.
+            cv.hold()
+            time.sleep(stall)
+            released = time.monotonic()
+            cv.gate.set()
+            start = released + 1  # the held requests themselves are one burst; what follows is the question
+            time.sleep(max(0.0, start + STALL_WATCH - time.monotonic()))
+            stall_bins = per_second([t for t, _ in cv.between(start, start + STALL_WATCH)], start, int(STALL_WATCH))
+            print(f"  after a {stall:g} s stall: {stall_bins}")
+
         down = time.monotonic()
         cv.vault.set_outage(True)
         time.sleep(outage)
@@ -249,6 +275,7 @@ def run_mode(
             recovery_bins=recovery_bins,
             back_early=back_early,
             back=len(back),
+            stall_bins=stall_bins,
         )
     finally:
         cv.gate.set()
@@ -274,6 +301,128 @@ def report(results: list[ModeResult], steady: float, outage: float) -> str:
     return "\n".join(rows)
 
 
+# --- AWS throttling: botocore's standard vs adaptive retry mode ------------------------------------
+
+
+class ThrottlingSsm:
+    """127.0.0.1, the SSM JSON API: GetParameters answers every name it is asked for, except that
+    the first ``first`` calls, or (``rate``) the calls above a token bucket of ``rate`` per second
+    (AWS's per-account quota), get ``400 ThrottlingException``. moto cannot throttle."""
+
+    def __init__(self, *, first: int = 0, rate: float | None = None) -> None:
+        self.first, self.rate = first, rate
+        self._lock = threading.Lock()
+        self._tokens, self._stamp = rate or 0.0, time.monotonic()
+        #: (arrival, throttled) of every call.
+        self.calls: list[tuple[float, bool]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if owner.throttled():
+                    status, answer = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+                else:
+                    names = body.get("Names", [])
+                    parameters = [{"Name": n, "Type": "String", "Value": "v", "Version": 1} for n in names]
+                    status, answer = 200, {"Parameters": parameters, "InvalidParameters": []}
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def throttled(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self.rate is None:
+                throttled = len(self.calls) < self.first
+            else:
+                self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                throttled = self._tokens < 1
+                if not throttled:
+                    self._tokens -= 1
+            self.calls.append((now, throttled))
+            return throttled
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def throttling_row(label: str, mode: str, server: dict[str, Any], pods: int, names: int) -> str:
+    """``pods`` SsmSources (one boto3 client each, ``mode`` retries, 3 attempts) fetch ``names``
+    parameters each, all at once; returns a markdown row of what the server saw and what arrived."""
+    import boto3
+    import botocore.config
+
+    from injector.refs import parse_reference
+    from injector.sources import Fetched
+    from injector.sources.aws_ssm import SsmClient, SsmSource
+
+    os.environ.update(AWS_ENV)
+    aws = ThrottlingSsm(**server)
+    session = boto3.session.Session(region_name="us-east-1")
+    retries = botocore.config.Config(retries={"mode": mode, "total_max_attempts": 3}, max_pool_connections=16)
+    sources = [
+        SsmSource(client=cast(SsmClient, session.client("ssm", endpoint_url=aws.url, config=retries)))
+        for _ in range(pods)
+    ]
+    refs = [parse_reference(f"aws-ssm:/app/p{i}") for i in range(names)]
+    arrived: list[int] = []
+    done: list[float] = []
+    start = time.monotonic()
+
+    def fetch(source: SsmSource) -> None:
+        results = source.fetch(refs)
+        arrived.append(sum(isinstance(r, Fetched) for r in results.values()))
+        done.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=fetch, args=(source,)) for source in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    aws.stop()
+    for source in sources:
+        source.close()
+    throttled = sum(1 for _, t in aws.calls if t)
+    return (
+        f"| {label} | {mode} | {pods * -(-names // 10)} | {len(aws.calls)} | {throttled} | "
+        f"{sum(arrived)} of {pods * names} | {max(done):.2f} s |"
+    )
+
+
+def throttling_table() -> str:
+    rows = [
+        "| case | retry mode | GetParameters calls | requests at the server | throttled | values that arrived | "
+        "last fetch done |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    cases = [
+        ("first 2 calls throttled; 1 pod, 10 names", {"first": 2}, 1, 10),
+        ("server limit 10/s; 1 pod, 300 names at once", {"rate": 10.0}, 1, 300),
+        ("server limit 10/s; 40 pods, 10 names each, at once", {"rate": 10.0}, 40, 10),
+    ]
+    for label, server, pods, names in cases:
+        for mode in ("standard", "adaptive"):
+            rows.append(throttling_row(label, mode, server, pods, names))
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--pods", type=int, default=80)
@@ -282,7 +431,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10 pods, 10 s steady, 10 s outage")
     parser.add_argument("--splay", choices=["both", "off", "on"], default="both", help="which modes to run")
     parser.add_argument("--min-backoff", help="refresh.min_backoff of the sidecars (default: theirs, 1s)")
+    parser.add_argument("--stall", type=float, default=0.0, help="after the steady phase, hold every KV read this long")
+    parser.add_argument("--aws-throttling", action="store_true", help="only the standard vs adaptive table")
     args = parser.parse_args()
+    if args.aws_throttling:
+        print(throttling_table())
+        return 0
     if args.quick:
         args.pods, args.steady, args.outage = 10, 10.0, 10.0
     started = time.monotonic()
@@ -308,6 +462,7 @@ def main() -> int:
                         steady=args.steady,
                         outage=args.outage,
                         min_backoff=args.min_backoff,
+                        stall=args.stall,
                     )
                 )
     finally:
@@ -321,6 +476,9 @@ def main() -> int:
     print(report(results, args.steady, args.outage))
     for r in results:
         print(f"\nsplay {'on' if r.splay else 'off'}: steady bins {r.steady_bins}; recovery bins {r.recovery_bins}")
+        if r.stall_bins:
+            ratio = max(r.stall_bins) / (sum(r.stall_bins) / len(r.stall_bins))
+            print(f"after a {args.stall:g} s stall: busiest / mean {ratio:.2f}, bins {r.stall_bins}")
     return 0
 
 

@@ -455,6 +455,10 @@ class _ThrottleCounts:
             with self._lock:
                 self.counts[str(getattr(operation, "name", "unknown"))] += 1
 
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
 
 #: client → its counts; a client built outside ``build_client`` has none.
 _THROTTLE_COUNTS: weakref.WeakKeyDictionary[object, _ThrottleCounts] = weakref.WeakKeyDictionary()
@@ -464,7 +468,4 @@ def throttles(client: object) -> dict[str, int]:
     """Throttled answers so far per API operation of a client from ``build_client``, e.g.
     ``{"GetParameters": 3}``: every throttled attempt counts, including those botocore then retried."""
     counts = _THROTTLE_COUNTS.get(client)
-    if counts is None:
-        return {}
-    with counts._lock:
-        return dict(counts.counts)
+    return {} if counts is None else counts.snapshot()

@@ -94,7 +94,7 @@ class VaultConfig:
 class AwsConfig:
     region: str | None = None
     endpoint_url: str | None = None
-    #: boto3 "standard" retry mode attempts per call (backoff with jitter inside botocore).
+    #: boto3 "adaptive" retry mode attempts per call (backoff with jitter inside botocore).
     max_attempts: int = 3
     timeout: float = 10.0
 

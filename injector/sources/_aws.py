@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -58,6 +60,7 @@ __all__ = [
     "map_error_code",
     "relabel",
     "run_concurrently",
+    "throttles",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,7 +160,10 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
     """Builds a boto3 client for ``service`` from ``config.aws`` and ``config.limits``.
 
     Credentials come from boto3's default chain, so IRSA and EKS Pod Identity work unchanged; the
-    retry mode is "standard" (exponential backoff with jitter, throttles and 5xx retried).
+    retry mode is "adaptive": standard's retries (exponential backoff with jitter, throttles and
+    5xx retried) plus, once AWS has throttled, a client-side token bucket that slows this client's
+    calls down (one client per service, so a throttled SSM slows SSM only). Chosen by measurement
+    (bench/README.md, "Fleet"). Throttled answers are counted: ``throttles(client)``.
 
     Returns:
         The client, and a function naming the credential source for error messages.
@@ -175,7 +181,7 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
     aws = config.aws
     session = _shared_session(boto3, config)
     client_config = botocore.config.Config(
-        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
+        retries={"mode": "adaptive", "total_max_attempts": aws.max_attempts},
         connect_timeout=aws.timeout,
         read_timeout=aws.timeout,
         max_pool_connections=max(10, config.limits.max_concurrency),
@@ -189,6 +195,8 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
         raise ConfigError(
             "aws.region: no AWS region configured; set aws.region in the config or AWS_REGION in the environment"
         ) from None
+    _THROTTLE_COUNTS[client] = counts = _ThrottleCounts()
+    client.meta.events.register("needs-retry", counts.on_response)
     logger.debug(
         "built %s client (region %s, endpoint %s, %d attempts)",
         service,
@@ -428,3 +436,54 @@ def _clean(text: str, limit: int = 300) -> str:
     """One line, bounded: AWS messages go into our messages, never a page of XML or HTML."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- throttling ----------------------------------------------------------------------------------
+
+#: The error codes of AWS's "slow down" answers (botocore's list for the services we call); a 429 is one too.
+_THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+
+
+class _ThrottleCounts:
+    """Throttled answers per API operation of one client: every attempt, retried or final."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def on_response(self, response: Any = None, operation: Any = None, **_: Any) -> None:
+        """botocore's ``needs-retry`` hook (one call per attempt); returns None so retrying is unchanged."""
+        if not isinstance(response, tuple) or len(response) != 2:
+            return  # a connection error: nothing was answered
+        http, parsed = response
+        error = parsed.get("Error") if isinstance(parsed, dict) else None
+        code = error.get("Code") if isinstance(error, dict) else None
+        if code in _THROTTLED or getattr(http, "status_code", None) == 429:
+            with self._lock:
+                self.counts[str(getattr(operation, "name", "unknown"))] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+
+#: client → its counts; a client built outside ``build_client`` has none.
+_THROTTLE_COUNTS: weakref.WeakKeyDictionary[object, _ThrottleCounts] = weakref.WeakKeyDictionary()
+
+
+def throttles(client: object) -> dict[str, int]:
+    """Throttled answers so far per API operation of a client from ``build_client``, e.g.
+    ``{"GetParameters": 3}``: every throttled attempt counts, including those botocore then retried."""
+    counts = _THROTTLE_COUNTS.get(client)
+    return {} if counts is None else counts.snapshot()

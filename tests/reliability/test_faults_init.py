@@ -170,7 +170,8 @@ class TestAws:
 
         Bound: init's rounds are spaced by equal-jitter backoff (min_backoff 200ms doubling to 1s, so
         at least 0.1, 0.2, 0.4, 0.5, 0.5 … s apart): at most 5 rounds fit in 2 s; each round is one
-        BatchGetSecretValue that botocore's standard mode tries at most 3 times — 15 requests.
+        BatchGetSecretValue that botocore tries at most 3 times — 15 requests. Adaptive retries may
+        hold the second attempt past the 2 s (client-side rate limit once throttled): at least 1.
         A loop without backoff would send hundreds in 2 s.
         """
         scripted_aws.error(status, code, "Rate exceeded")
@@ -178,7 +179,7 @@ class TestAws:
         print(f"{code}: {len(scripted_aws.targets)} requests in {result.elapsed:.2f}s")
         assert result.returncode == 15, result.stderr
         assert "gave up after" in result.errors[0]
-        assert 2 <= len(scripted_aws.targets) <= 15, len(scripted_aws.targets)
+        assert 1 <= len(scripted_aws.targets) <= 15, len(scripted_aws.targets)
         assert visible_files(output_dir) == {}
 
     def test_the_deadline_holds_whatever_botocore_retries(

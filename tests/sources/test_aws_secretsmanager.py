@@ -434,11 +434,11 @@ class TestLogging:
 
 class TestFactory:
     def test_client_settings_come_from_config(self, aws_config, aws_endpoint):
-        """The factory applies region, endpoint, standard retries with max_attempts, and timeouts."""
+        """The factory applies region, endpoint, adaptive retries with max_attempts, and timeouts."""
         source = build(aws_config, aws={"region": "eu-west-1", "max_attempts": 5, "timeout": "7s"})
         meta = source.client.meta
         assert (meta.region_name, meta.endpoint_url) == ("eu-west-1", aws_endpoint)
-        assert meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+        assert meta.config.retries == {"mode": "adaptive", "total_max_attempts": 5}
         assert (meta.config.connect_timeout, meta.config.read_timeout) == (7.0, 7.0)
 
     def test_leaky_loggers_pinned_at_warning(self, aws_config):

@@ -25,11 +25,12 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
-from injector.sources import CountedSource
+from injector.sources import CountedSource, ThrottledSource
 
 __all__ = [
     "CONTENT_TYPE",
     "BackendCalls",
+    "BackendThrottles",
     "Counter",
     "Gauge",
     "Histogram",
@@ -89,6 +90,28 @@ class BackendCalls:
         yield family
 
 
+class BackendThrottles:
+    """``injector_backend_throttles_total``: throttled answers each source counted, read at scrape time."""
+
+    name = "injector_backend_throttles_total"
+    help = "Answers from a secret backend that throttled us (retried ones included), by API operation."
+    labelnames = ("source", "kind")
+
+    def __init__(self, sources: Callable[[], Mapping[str, object]]) -> None:
+        self._sources = sources
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.help, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.help, labels=self.labelnames)
+        for scheme, source in sorted(dict(self._sources()).items()):
+            if isinstance(source, ThrottledSource):
+                for kind, count in sorted(source.throttles().items()):
+                    family.add_metric([scheme, kind], count)
+        yield family
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InjectorMetrics:
     """The metrics the sidecar exposes; :func:`standard_metrics` registers them."""
@@ -131,6 +154,7 @@ def standard_metrics(
     )
     backend_calls = BackendCalls(sources)
     registry.register(backend_calls)
+    registry.register(BackendThrottles(sources))
     metrics = InjectorMetrics(
         renders=renders,
         render_errors=render_errors,

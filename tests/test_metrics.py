@@ -55,6 +55,15 @@ class CountingSource:
             self.calls.add(operation, kind)
 
 
+class ThrottledCountingSource(CountingSource):
+    """A source that also counted throttled answers, as the AWS sources do."""
+
+    scheme = "aws-ssm"
+
+    def throttles(self) -> dict[str, int]:
+        return {"GetParameters": 2}
+
+
 class TestRegistry:
     def test_is_not_the_global_registry(self) -> None:
         """A metric on a Registry is not in prometheus-client's global one, nor its process metrics here."""
@@ -86,7 +95,8 @@ class TestStandardMetrics:
         documented = readme_metrics()
         registry = Registry()
         source = CountingSource(("fetch", "GET"))
-        metrics = standard_metrics(registry, version="1.2.3", sources=lambda: {"vault": source})
+        ssm = ThrottledCountingSource(("fetch", "GetParameters"))
+        metrics = standard_metrics(registry, version="1.2.3", sources=lambda: {"vault": source, "aws-ssm": ssm})
         by_name = {}
         for field in dataclasses.fields(metrics):
             metric = getattr(metrics, field.name)
@@ -99,6 +109,18 @@ class TestStandardMetrics:
                 child = metric.labels(**dict.fromkeys(labels, "x"))
                 child.observe(1) if isinstance(metric, Histogram) else child.inc()
         assert exposed(registry) == documented
+
+    def test_throttles_are_read_from_the_sources(self) -> None:
+        """injector_backend_throttles_total reports each throttled source's counts at scrape time."""
+        registry = Registry()
+        standard_metrics(registry, sources=lambda: {"aws-ssm": ThrottledCountingSource()})
+        samples = {
+            (s.labels["source"], s.labels["kind"]): s.value
+            for family in registry.collect()
+            if family.name == "injector_backend_throttles"
+            for s in family.samples
+        }
+        assert samples == {("aws-ssm", "GetParameters"): 2}
 
     def test_build_info_and_ready(self) -> None:
         """build_info carries the version with the value 1; ready starts at 0."""

@@ -36,6 +36,7 @@ __all__ = [
     "Source",
     "SourceDefaults",
     "StatefulSource",
+    "ThrottledSource",
     "build_source",
 ]
 
@@ -201,6 +202,15 @@ class CountedSource(Protocol):
     """A source that counts its real API calls (``injector_backend_calls_total`` reads them)."""
 
     calls: CallCounter
+
+
+@runtime_checkable
+class ThrottledSource(Protocol):
+    """A source whose backend can throttle it (AWS): ``injector_backend_throttles_total`` reads it."""
+
+    def throttles(self) -> dict[str, int]:
+        """Throttled answers so far, per API operation (retried ones included)."""
+        ...
 
 
 SourceFactory = Callable[["Config"], Source]

@@ -68,6 +68,7 @@ from injector.sources._aws import (
     map_error_code,
     relabel,
     run_concurrently,
+    throttles,
 )
 from injector.sources._limits import ValueLimits
 
@@ -165,6 +166,9 @@ class SecretsManagerSource(SourceDefaults):
     def close(self) -> None:
         """Closes the client's connection pool."""
         self.client.close()
+
+    def throttles(self) -> dict[str, int]:
+        return throttles(self.client)
 
     # --- one task each ---------------------------------------------------------------------------
 

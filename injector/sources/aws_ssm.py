@@ -36,6 +36,7 @@ from injector.sources._aws import (
     count_calls,
     relabel,
     run_concurrently,
+    throttles,
 )
 from injector.sources._limits import ValueLimits
 
@@ -112,6 +113,9 @@ class SsmSource(SourceDefaults):
     def close(self) -> None:
         """Closes the client's connection pool."""
         self.client.close()
+
+    def throttles(self) -> dict[str, int]:
+        return throttles(self.client)
 
     def _get_parameters(self, names: Sequence[str], refs_by_name: Mapping[str, list[Reference]]) -> _Results:
         try:

@@ -140,6 +140,7 @@ def test_throttled_answers_are_counted_per_operation(aws_config, throttler):
     r = parse_reference("aws-ssm:/app/db")
     source.fetch([r])
     assert throttles(source.client) == {"GetParameters": 2}
+    assert source.throttles() == {"GetParameters": 2}  # what the metric reads
 
 
 def test_too_many_requests_is_counted_for_secrets_manager(aws_config, throttler):
@@ -149,7 +150,7 @@ def test_too_many_requests_is_counted_for_secrets_manager(aws_config, throttler)
     r = parse_reference("aws-sm:prod/db")
     result = source.fetch([r])[r]
     assert isinstance(result, Fetched)
-    assert throttles(source.client) == {"BatchGetSecretValue": 1}
+    assert source.throttles() == {"BatchGetSecretValue": 1}
 
 
 def test_other_errors_are_not_counted_as_throttles(aws_config, throttler):

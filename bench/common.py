@@ -206,6 +206,39 @@ def context_switches(pid: int) -> tuple[int, int, int]:
     return voluntary, involuntary, threads
 
 
+def open_fds(pid: int) -> int:
+    """How many file descriptors ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def memory_map(pid: int) -> dict[str, int]:
+    """Resident KiB of ``pid`` by kind of mapping, from ``/proc/PID/smaps``: ``anonymous`` (the
+    heap, Python's arenas, thread stacks), ``python`` (the interpreter binary and libpython),
+    ``extension modules`` (``.so`` files of packages and of the standard library), ``system
+    libraries`` (libc, libssl, libcrypto …), ``other``."""
+    out: dict[str, int] = {}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=6)
+            if "-" in first[0] and len(first) >= 5 and ":" in first[3]:  # a mapping's header line
+                name = first[5].strip() if len(first) > 5 else ""
+                base = os.path.basename(name)
+                if not name or name in ("[heap]", "[stack]") or name.startswith("[anon"):
+                    kind = "anonymous"
+                elif "python3" in base or base.startswith("libpython"):
+                    kind = "python"
+                elif "site-packages" in name or "lib-dynload" in name:
+                    kind = "extension modules"
+                elif base.startswith("lib") and ".so" in base:
+                    kind = "system libraries"
+                else:
+                    kind = "other"
+            elif line.startswith("Rss:"):
+                out[kind] = out.get(kind, 0) + int(line.split()[1])
+    return out
+
+
 def proc_status_path(path: str) -> dict[str, str]:
     """A ``status`` file of /proc as a mapping."""
     out: dict[str, str] = {}

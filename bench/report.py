@@ -275,12 +275,17 @@ def block(r: Results) -> str:
 
 
 def write_readme(path: Path, text: str) -> None:
-    """Replaces the block between the markers (appends one when there is none)."""
+    """Replaces the results block between the markers (appends one when there is none)."""
+    write_section(path, text, START, END)
+
+
+def write_section(path: Path, text: str, start: str, end: str) -> None:
+    """Replaces the block between ``start`` and ``end`` (appends one when there is none)."""
     current = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if START in current and END in current:
-        before = current[: current.index(START)]
-        after = current[current.index(END) + len(END) :]
+    if start in current and end in current:
+        before = current[: current.index(start)]
+        after = current[current.index(end) + len(end) :]
         current = before + text + after
     else:
-        current = current.rstrip("\n") + "\n\n## Results\n\n" + text + "\n"
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(current)

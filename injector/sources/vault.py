@@ -185,7 +185,7 @@ class VaultSource(SourceDefaults):
             return {ref: type(exc)(f"{ref}: {exc}", ref=str(ref)) for ref in unique}
         if len(unique) == 1:
             return {unique[0]: self._fetch_one(unique[0])}
-        # Threads only for this round: an idle sidecar has none (16 idle threads cost ~1 MiB).
+        # Threads only for this round: an idle sidecar has none (it kept 16, ~0.3 MiB of RSS).
         workers = min(self._max_concurrency, len(unique))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vault") as pool:
             return dict(zip(unique, pool.map(self._fetch_one, unique), strict=True))

@@ -90,15 +90,15 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def snapshot_head(dest: Path) -> str:
-    """Extracts ``injector/`` as committed at HEAD into ``dest`` (``git archive``, read-only) and
-    returns the commit. Other engineers edit the working tree while the bench runs; measuring the
-    commit keeps every benchmark on one version of the code."""
+def snapshot_head(dest: Path, rev: str = "HEAD") -> str:
+    """Extracts ``injector/`` as committed at ``rev`` into ``dest`` (``git archive``, read-only) and
+    returns the commit. The working tree may change while the bench runs; measuring a commit
+    keeps every benchmark on one version of the code."""
     commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True, text=True, check=True
     ).stdout.strip()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "injector"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, "injector"], capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")

@@ -4,7 +4,7 @@ How: ``injector --version`` (the console script, a subprocess) ``runs`` times, m
 ``injector init`` on a Vault-only config (the 40 Vault values of the 100-secret set, 10
 templates, backends at 2 ms) ``runs`` times, median wall time; then ``python -X importtime -m
 injector init`` on that config, ``import_runs`` times, which must show no ``boto3`` / ``botocore``
-line (DESIGN.md §7: a config without AWS never imports them). Import costs are summed per
+line (a config without AWS never imports them). Import costs are summed per
 top-level package (the self time of all its modules) and given as medians over the runs, with
 the 10 largest single modules.
 
@@ -13,7 +13,7 @@ pass`` with the same interpreter, alternating, ``runs`` times each: the differen
 is what ``init`` adds to starting Python (budget 150 ms).
 
 For comparison, the same with the full config (with AWS), but through ``bench/phases.py`` (which
-does init's work in sequence): a real init imports hvac and boto3 in two worker threads at once,
+does init's work in sequence): a real init imports hvac and botocore in two worker threads at once,
 and ``-X importtime`` measures wall time, so each import there would be charged for the other
 thread's work.
 """

@@ -1,7 +1,7 @@
 """Turns the measurements into the results table (with budgets and PASS/MISS) and the detail
 sections, and writes them into bench/README.md between the results markers.
 
-Verdicts, per the budgets of DESIGN.md §6 and of the footprint work:
+Verdicts, per the budgets listed in bench/README.md:
 
 - init: ratio (median injector wall / median baseline wall) ≤ 0.5 at 2 ms per request;
 - requests per cycle: every counted cycle equals the ideal exactly;
@@ -177,7 +177,7 @@ def details(r: Results) -> str:
         out += [
             "",
             'Own work time: the injector\'s "rendered … in X" (from `run_init` start: it includes the lazy '
-            "imports of hvac and boto3 and building the clients); the baseline's time after its imports "
+            "imports of hvac and botocore and building the clients); the baseline's time after its imports "
             "(client creation included). Wall times are whole processes.",
         ]
         if even is not None:
@@ -199,7 +199,7 @@ def details(r: Results) -> str:
         out += [
             f"| **total** (interpreter start not included) | {s(ph.total_wall)} | {s(ph.total_cpu)} |",
             "",
-            "cProfile of building the two boto3 clients (cumulative):",
+            "cProfile of building the two botocore clients (cumulative):",
             "",
             "```",
             *[f"{seconds * 1000:7.1f} ms  {name}" for name, seconds in ph.aws_clients_top],

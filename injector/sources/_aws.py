@@ -1,9 +1,10 @@
-"""What the Secrets Manager and SSM sources share: building boto3 clients, running calls
+"""What the Secrets Manager and SSM sources share: building botocore clients, running calls
 concurrently, and mapping botocore errors onto ``injector.errors`` once, at the boundary.
 
-boto3 and botocore are imported inside the functions here, never at module level: importing an
-AWS source module (for ``describe``, for ``injector validate``) costs nothing until a client is
-built, and a config without AWS references never loads boto3 at all (DESIGN.md §7).
+botocore is imported inside the functions here, never at module level: importing an AWS source
+module (for ``describe``, for ``injector validate``) costs nothing until a client is built, and a
+config without AWS references never loads botocore at all (DESIGN.md §7). boto3 is not used: its
+clients are botocore's, with the same credential chain.
 
 Error mapping (``map_aws_error``, used through ``AwsContext.errors``):
 

@@ -7,6 +7,15 @@ the end of ``idle_seconds`` and once a second between: VmRSS (max of the samples
 (utime + stime, all threads, from ``/proc/PID/stat``) and context switches summed over every thread
 (``/proc/PID/task/*/status``; each voluntary switch is a thread going to sleep, i.e. one wakeup).
 
+The same idle measure for three single-backend configs of 100 values (Vault only: 50 KV paths;
+Secrets Manager only; SSM only), ``settle`` 10 s after /readyz, sampled for 10 s.
+
+Holders (``holders``): the same idle sidecar again, under ``bench/heapshot.py`` (tracemalloc), 10 s
+after /readyz: the Python heap by package and by allocation site, and the modules it imported; then
+``bench/floor.py`` imports those modules in a bare interpreter: the RSS that the imports alone
+cost. The plain run's ``/proc/PID/smaps`` says how the RSS splits between anonymous memory and
+the files mapped (the interpreter, extension modules, system libraries).
+
 Busy: the 1,000-secret config (200 KV paths, 300 secrets, 300 parameters, 200 templates) with
 ``refresh.interval: 8s``, no jitter, backends at 2 ms. Measured: start → /readyz (first render,
 process start included); one cycle with nothing changed (requests counted against the ideal, and
@@ -17,13 +26,30 @@ the CPU it used; VmHWM (peak RSS) at the end.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from backends import Backends
 from bench_calls import one_burst
-from common import Scratch, context_switches, cpu_seconds, kib, proc_status, wait_for
+from common import (
+    BENCH,
+    PYTHON,
+    Scratch,
+    child_env,
+    context_switches,
+    cpu_seconds,
+    kib,
+    memory_map,
+    proc_status,
+    wait_for,
+)
 from dataset import Dataset
 from procs import Sidecar, readlink
 
@@ -31,12 +57,17 @@ from procs import Sidecar, readlink
 @dataclass
 class Idle:
     seconds: float
+    #: "mixed", "Vault only" …
+    label: str = "mixed"
+    values: int = 0
     rss_kib: int = 0
     hwm_kib: int = 0
     cpu: float = 0.0
     voluntary: int = 0
     involuntary: int = 0
     threads: int = 0
+    #: resident KiB by kind of mapping (common.memory_map) at the end.
+    mapped: dict[str, int] = field(default_factory=dict)
 
     @property
     def cpu_percent(self) -> float:
@@ -61,14 +92,36 @@ class Busy:
     hwm_kib: int = 0
 
 
-def idle(backends: Backends, dataset: Dataset, scratch: Scratch, *, seconds: float, settle: float = 5.0) -> Idle:
-    work = scratch.root / "idle"
+@dataclass
+class Holders:
+    """Where the idle sidecar's memory is: the Python heap, and the import floor."""
+
+    label: str
+    heap: dict[str, Any] = field(default_factory=dict)
+    floor: dict[str, int] = field(default_factory=dict)
+
+
+def _idle_config(backends: Backends, dataset: Dataset, scratch: Scratch, name: str) -> Path:
+    work = scratch.root / name
     out = work / "out"
     out.mkdir(parents=True)
-    config = dataset.config(
+    return dataset.config(
         backends, folder=work / "config", output_dir=out, tmpfs=scratch.tmpfs, extra={"refresh": {"interval": "1h"}}
     )
-    result = Idle(seconds=seconds)
+
+
+def idle(
+    backends: Backends,
+    dataset: Dataset,
+    scratch: Scratch,
+    *,
+    seconds: float,
+    settle: float = 5.0,
+    label: str = "mixed",
+) -> Idle:
+    work = scratch.root / f"idle-{dataset.prefix}"
+    config = _idle_config(backends, dataset, scratch, f"idle-{dataset.prefix}")
+    result = Idle(seconds=seconds, label=label, values=dataset.size)
     with Sidecar(config, work / "sidecar.log", {"VAULT_TOKEN": backends.root_token}) as sidecar:
         sidecar.wait_ready()
         time.sleep(settle)
@@ -86,6 +139,36 @@ def idle(backends: Backends, dataset: Dataset, scratch: Scratch, *, seconds: flo
         result.hwm_kib = kib(status["VmHWM"])
         result.cpu = cpu1 - cpu0
         result.voluntary, result.involuntary, result.threads = vol1 - vol0, invol1 - invol0, threads
+        result.mapped = memory_map(pid)
+    return result
+
+
+def holders(backends: Backends, dataset: Dataset, scratch: Scratch, *, label: str, settle: float = 10.0) -> Holders:
+    """The idle sidecar under tracemalloc, and the RSS of its imports alone (module docstring)."""
+    name = f"holders-{dataset.prefix}"
+    config = _idle_config(backends, dataset, scratch, name)
+    result = Holders(label=label)
+    with tempfile.TemporaryDirectory(prefix="injector-heap-") as tmp:
+        heap = Path(tmp)
+        os.mkfifo(heap / "fifo")
+        launcher = [PYTHON, str(BENCH / "heapshot.py"), str(heap / "fifo"), str(heap), "--"]
+        env = {"VAULT_TOKEN": backends.root_token}
+        with Sidecar(config, scratch.root / name / "sidecar.log", env, launcher=launcher) as sidecar:
+            sidecar.wait_ready()
+            time.sleep(settle)
+            with open(heap / "fifo", "w") as fifo:
+                fifo.write("idle\n")
+            wait_for(lambda: (heap / "idle.json").exists(), 120, "the heap snapshot", step=0.05)
+        result.heap = json.loads((heap / "idle.json").read_text())
+        floor = subprocess.run(
+            [PYTHON, str(BENCH / "floor.py"), str(heap / "idle.json")],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=120,
+            check=True,
+        )
+        result.floor = json.loads(floor.stdout)
     return result
 
 

@@ -170,7 +170,7 @@ def run(
 
 @dataclass
 class Phases:
-    """Median wall and CPU per phase of ``phases.py`` runs, and the top of the boto3 client profile."""
+    """Median wall and CPU per phase of ``phases.py`` runs, and the top of the AWS client profile."""
 
     runs: int = 0
     phases: list[tuple[str, float, float]] = field(default_factory=list)

@@ -4,12 +4,16 @@ How: ``injector --version`` (the console script, a subprocess) ``runs`` times, m
 ``injector init`` on a Vault-only config (the 40 Vault values of the 100-secret set, 10
 templates, backends at 2 ms) ``runs`` times, median wall time; then ``python -X importtime -m
 injector init`` on that config, ``import_runs`` times, which must show no ``boto3`` / ``botocore``
-line (DESIGN.md §7: a config without AWS never imports them). Import costs are summed per
+line (a config without AWS never imports them). Import costs are summed per
 top-level package (the self time of all its modules) and given as medians over the runs, with
 the 10 largest single modules.
 
+A smaller Vault-only ``init`` (``small``: 10 values over 2 templates, 2 ms) against ``python -c
+pass`` with the same interpreter, alternating, ``runs`` times each: the difference of the medians
+is what ``init`` adds to starting Python (budget 150 ms).
+
 For comparison, the same with the full config (with AWS), but through ``bench/phases.py`` (which
-does init's work in sequence): a real init imports hvac and boto3 in two worker threads at once,
+does init's work in sequence): a real init imports hvac and botocore in two worker threads at once,
 and ``-X importtime`` measures wall time, so each import there would be charged for the other
 thread's work.
 """
@@ -49,6 +53,10 @@ class Imports:
 class Startup:
     version_wall: float = 0.0
     init_no_aws_wall: float = 0.0
+    #: the 10-value Vault-only init, and ``python -c pass``, median wall times.
+    small_values: int = 0
+    small_init_wall: float = 0.0
+    python_wall: float = 0.0
     no_aws: Imports = field(default_factory=Imports)
     with_aws: Imports = field(default_factory=Imports)
 
@@ -107,7 +115,14 @@ def _imports(command: list[str], out: Path, state: Path, env: dict[str, str], ru
 
 
 def run(
-    backends: Backends, dataset: Dataset, scratch: Scratch, *, runs: int, import_runs: int, latency: float
+    backends: Backends,
+    dataset: Dataset,
+    scratch: Scratch,
+    *,
+    runs: int,
+    import_runs: int,
+    latency: float,
+    small: Dataset | None = None,
 ) -> Startup:
     work = scratch.root / "startup"
     out, state = work / "out", work / "state"
@@ -142,6 +157,28 @@ def run(
         if proc.returncode != 0:
             raise RuntimeError(f"injector init failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result.init_no_aws_wall = median(walls[1:])
+    if small is not None:
+        small_config = small.config(
+            backends, folder=work / "small", output_dir=out, tmpfs=scratch.tmpfs, state_dir=state
+        )
+        result.small_values = small.size
+        inits, pythons = [], []
+        for n in range(runs + 1):
+            _fresh(out, state)
+            started = time.perf_counter()
+            subprocess.run(
+                [INJECTOR, "init", "-c", str(small_config), "--output-dir", str(out)],
+                capture_output=True,
+                env=env,
+                timeout=120,
+                check=True,
+            )
+            middle = time.perf_counter()
+            subprocess.run([PYTHON, "-c", "pass"], capture_output=True, env=env, timeout=60, check=True)
+            if n:  # the first pair warms the page cache
+                inits.append(middle - started)
+                pythons.append(time.perf_counter() - middle)
+        result.small_init_wall, result.python_wall = median(inits), median(pythons)
     init = ["-m", "injector", "init", "-c", str(no_aws), "--output-dir", str(out)]
     result.no_aws = _imports(init, out, state, env, import_runs)
     result.with_aws = _imports([str(BENCH / "phases.py"), str(with_aws)], out, state, env, import_runs)

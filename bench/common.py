@@ -90,15 +90,15 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def snapshot_head(dest: Path) -> str:
-    """Extracts ``injector/`` as committed at HEAD into ``dest`` (``git archive``, read-only) and
-    returns the commit. Other engineers edit the working tree while the bench runs; measuring the
-    commit keeps every benchmark on one version of the code."""
+def snapshot_head(dest: Path, rev: str = "HEAD") -> str:
+    """Extracts ``injector/`` as committed at ``rev`` into ``dest`` (``git archive``, read-only) and
+    returns the commit. The working tree may change while the bench runs; measuring a commit
+    keeps every benchmark on one version of the code."""
     commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev], capture_output=True, text=True, check=True
     ).stdout.strip()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "injector"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, "injector"], capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
@@ -204,6 +204,39 @@ def context_switches(pid: int) -> tuple[int, int, int]:
         involuntary += int(status.get("nonvoluntary_ctxt_switches", "0"))
         threads += 1
     return voluntary, involuntary, threads
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def memory_map(pid: int) -> dict[str, int]:
+    """Resident KiB of ``pid`` by kind of mapping, from ``/proc/PID/smaps``: ``anonymous`` (the
+    heap, Python's arenas, thread stacks), ``python`` (the interpreter binary and libpython),
+    ``extension modules`` (``.so`` files of packages and of the standard library), ``system
+    libraries`` (libc, libssl, libcrypto …), ``other``."""
+    out: dict[str, int] = {}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=6)
+            if "-" in first[0] and len(first) >= 5 and ":" in first[3]:  # a mapping's header line
+                name = first[5].strip() if len(first) > 5 else ""
+                base = os.path.basename(name)
+                if not name or name in ("[heap]", "[stack]") or name.startswith("[anon"):
+                    kind = "anonymous"
+                elif "python3" in base or base.startswith("libpython"):
+                    kind = "python"
+                elif "site-packages" in name or "lib-dynload" in name:
+                    kind = "extension modules"
+                elif base.startswith("lib") and ".so" in base:
+                    kind = "system libraries"
+                else:
+                    kind = "other"
+            elif line.startswith("Rss:"):
+                out[kind] = out.get(kind, 0) + int(line.split()[1])
+    return out
 
 
 def proc_status_path(path: str) -> dict[str, str]:

@@ -7,8 +7,8 @@ phase after the other with a stopwatch (wall and this process's CPU) around each
 
 1. ``import injector.cli`` (click, logging set-up) and the runner (jinja2, yaml …);
 2. load the config, compile the templates;
-3. import the Vault source (hvac, requests, cryptography) and boto3;
-4. build the three sources (hvac client; two boto3 clients), under cProfile, whose top cumulative
+3. import the Vault source (hvac, requests) and botocore;
+4. build the three sources (hvac client; two botocore clients), under cProfile, whose top cumulative
    entries are reported too;
 5. fetch every reference (all backends at once, as ``Engine.fetch`` always does), render, publish.
 
@@ -72,14 +72,14 @@ def main(config_path: str) -> None:
     engine = Engine(config)
     engine.compile()
     refs = engine.static_refs()
-    watch.lap(f"load config, compile {len(engine.compiled)} templates")
+    watch.lap(f"load config, compile {len(engine.destinations)} templates")
     import injector.sources.vault  # noqa: F401
 
-    watch.lap("import hvac, requests, cryptography.x509")
-    import boto3  # noqa: F401
-    import botocore.config  # noqa: F401
+    watch.lap("import hvac, requests")
+    import botocore.config
+    import botocore.session  # noqa: F401
 
-    watch.lap("import boto3, botocore")
+    watch.lap("import botocore")
     engine.source("vault")
     watch.lap("build the Vault source (hvac client)")
     profile = cProfile.Profile()
@@ -87,12 +87,15 @@ def main(config_path: str) -> None:
     engine.source("aws-sm")
     engine.source("aws-ssm")
     profile.disable()
-    watch.lap("build the 2 AWS sources (boto3 clients)")
+    watch.lap("build the 2 AWS sources (botocore clients)")
     errors = engine.fetch(refs)
     if errors:
         raise SystemExit(f"fetch failed: {next(iter(errors.values()))}")
     watch.lap(f"fetch {len(refs)} references (all backends at once)")
-    outputs = [engine.output_file(name, engine.render(name)) for name in engine.compiled]
+    failed = engine.render(engine.destinations)
+    if failed:
+        raise SystemExit(f"render failed: {next(iter(failed.values()))}")
+    outputs = engine.files()
     watch.lap(f"render {len(outputs)} templates")
     sink.publish(outputs)
     watch.lap("publish the snapshot")

@@ -17,15 +17,29 @@ from common import BENCH, INJECTOR, PYTHON, child_env, free_port, http_status, w
 
 
 class Sidecar:
-    """``injector sidecar -c CONFIG --health-address 127.0.0.1:PORT`` with the given env."""
+    """``injector sidecar -c CONFIG --health-address 127.0.0.1:PORT`` with the given env.
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str], *args: str) -> None:
+    ``launcher``: what runs the ``injector`` arguments (default: the console script), e.g.
+    ``[python, bench/heapshot.py, FIFO, DIR, "--"]``.
+    """
+
+    def __init__(
+        self, config: Path, log: Path, env: dict[str, str], *args: str, launcher: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log = log
         self.started = time.monotonic()
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [INJECTOR, "sidecar", "-c", str(config), "--health-address", f"127.0.0.1:{self.port}", *args],
+                [
+                    *(launcher or [INJECTOR]),
+                    "sidecar",
+                    "-c",
+                    str(config),
+                    "--health-address",
+                    f"127.0.0.1:{self.port}",
+                    *args,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=child_env(env),

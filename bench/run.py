@@ -1,15 +1,20 @@
-"""``make bench``: every benchmark of issue 7 in one run, the table printed and written to README.md.
+"""``make bench``: every benchmark in one run, the table printed and written to bench/README.md.
 
 Starts the dev Vault and moto (behind the delay middleware) on 127.0.0.1, seeds a 100-secret and a
 1,000-secret data set, mounts a tmpfs for all output (when root), then runs, in this order:
 start-up (5), init against the baseline (1) and its phase breakdown, requests per cycle (2),
-propagation (3), footprint (4). Each benchmark module's docstring says what it measures and how.
+propagation (3), footprint (4: idle mixed, idle per backend, where the memory is, 1,000 values).
+The churn run is separate and longer: ``bench/churn.py``. Each benchmark module's docstring says
+what it measures and how.
 
 Usage: ``python bench/run.py [--quick] [--no-write] [--worktree]``. ``--quick`` shrinks every
 repetition count (for working on the bench itself; its numbers are not the benchmark's) and implies
 ``--no-write``. By default the code measured is ``injector/`` as committed at HEAD, extracted to a
 temp dir and put first on the children's PYTHONPATH: others edit the working tree while the bench
 runs. ``--worktree`` measures the working tree instead.
+
+``make bench`` rewrites the results section of bench/README.md, a tracked file: commit it or
+``git checkout bench/README.md``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ from dataset import Dataset
 SMALL = Dataset(prefix="bench100", vault_paths=20, sm=30, ssm=30, templates=10)
 #: 400 Vault values (200 KV paths), 300 secrets, 300 parameters over 200 templates.
 LARGE = Dataset(prefix="bench1000", vault_paths=200, sm=300, ssm=300, templates=200)
+#: 100 values of one backend each, over 10 templates: the idle rows per backend.
+SINGLE = {
+    "Vault only": Dataset(prefix="vault100", vault_paths=50, sm=0, ssm=0, templates=10),
+    "Secrets Manager only": Dataset(prefix="sm100", vault_paths=0, sm=100, ssm=0, templates=10),
+    "SSM only": Dataset(prefix="param100", vault_paths=0, sm=0, ssm=100, templates=10),
+}
+#: 10 Vault values (5 KV paths of the Vault-only set) over 2 templates: the small init.
+SMALL_INIT = Dataset(prefix="vault100", vault_paths=5, sm=0, ssm=0, templates=2)
 
 
 def main() -> int:
@@ -98,12 +111,20 @@ def run(args: argparse.Namespace, root: Path, code: str) -> int:
         step("seeding the backends")
         SMALL.seed(backends)
         LARGE.seed(backends)
+        for single in SINGLE.values():
+            single.seed(backends)
         with scratch_space() as scratch:
             if not scratch.tmpfs:
                 print("not root or no mount permission: output goes to a plain temp dir (allow_non_tmpfs)")
             step("5. start-up")
             results.startup = bench_startup.run(
-                backends, SMALL, scratch, runs=3 if quick else 7, import_runs=1 if quick else 3, latency=0.002
+                backends,
+                SMALL,
+                scratch,
+                runs=3 if quick else 7,
+                import_runs=1 if quick else 3,
+                latency=0.002,
+                small=SMALL_INIT,
             )
             step("1. init vs baseline")
             results.init = bench_init.run(backends, SMALL, scratch, latencies=[0.002, 0.020], runs=2 if quick else 7)
@@ -119,6 +140,16 @@ def run(args: argparse.Namespace, root: Path, code: str) -> int:
             results.files = bench_propagation.files(scratch, changes=5 if quick else 30)
             step("4. footprint, idle")
             results.idle = bench_footprint.idle(backends, SMALL, scratch, seconds=10 if quick else 60)
+            step("4. footprint, idle per backend")
+            for label, single in SINGLE.items():
+                results.idle_single.append(
+                    bench_footprint.idle(backends, single, scratch, seconds=10, settle=10, label=label)
+                )
+            step("4. footprint, where the memory is")
+            results.holders = [bench_footprint.holders(backends, SMALL, scratch, label="mixed")]
+            results.holders += [
+                bench_footprint.holders(backends, single, scratch, label=label) for label, single in SINGLE.items()
+            ]
             step("4. footprint, 1,000 secrets")
             results.busy = bench_footprint.busy(backends, LARGE, scratch, latency=0.002)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -29,6 +30,13 @@ class TestScrub:
         """Each line of a PEM-like value is masked too."""
         register_value(f"-----BEGIN-----\n{SENTINEL}-line\n-----END-----")
         assert MASK in scrub(f"bad line: {SENTINEL}-line")
+
+    def test_rebuilt_patterns_leave_no_value_in_the_re_cache(self) -> None:
+        """The scrubber's pattern, rebuilt as values change, stays out of re's module cache."""
+        for n in range(3):
+            register_value(f"{SENTINEL}rebuiltvalue{n}")
+            assert scrub(f"{SENTINEL}rebuiltvalue{n}") == MASK
+        assert not [key for key in re._cache if "rebuiltvalue" in str(key)]  # type: ignore[attr-defined]
 
     def test_short_values_are_left_alone(self) -> None:
         """Values under four characters would garble every message, so they are not scrubbed."""

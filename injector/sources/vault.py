@@ -218,9 +218,10 @@ class VaultSource(SourceDefaults):
         self._lock = threading.Lock()
         self._mounts: dict[str, _Mount] = {}
         self._mount_locks: dict[str, threading.Lock] = {}
-        self._local = threading.local()
+        #: Adapters not in use, each with a requests.Session of its own that keeps its connections
+        #: open between rounds; at most one per request in flight at once (``max_concurrency``).
+        self._idle: list[Any] = []
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
-        self._pool: ThreadPoolExecutor | None = None
         #: Every answered HTTP request, counted by a response hook on each session (auth's too).
         self.calls = CallCounter()
         client.adapter.session.hooks["response"].append(self._count)
@@ -254,7 +255,10 @@ class VaultSource(SourceDefaults):
             return {ref: type(exc)(f"{ref}: {exc}", ref=str(ref)) for ref in unique}
         if len(unique) == 1:
             return {unique[0]: self._fetch_one(unique[0])}
-        return dict(zip(unique, self._executor().map(self._fetch_one, unique), strict=True))
+        # Threads only for this round: an idle sidecar has none (it kept 16, ~0.3 MiB of RSS).
+        workers = min(self._max_concurrency, len(unique))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vault") as pool:
+            return dict(zip(unique, pool.map(self._fetch_one, unique), strict=True))
 
     def issues(self, ref: Reference) -> bool:
         """Whether fetching ``ref`` creates something: a lease (``database/creds``, ``aws/creds`` …),
@@ -267,12 +271,10 @@ class VaultSource(SourceDefaults):
         return self._kind(ref, self._mount_of(ref)) in ("lease", "pki", "write")
 
     def close(self) -> None:
-        """Stops the worker threads and closes every connection."""
+        """Closes every connection."""
         with self._lock:
-            pool, self._pool = self._pool, None
+            self._idle.clear()
             sessions = list(self._sessions)
-        if pool is not None:
-            pool.shutdown(wait=True)
         for session in sessions:
             session.close()
         self._client.adapter.close()
@@ -481,25 +483,23 @@ class VaultSource(SourceDefaults):
 
     # --- requests -------------------------------------------------------------------------------
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _checkout(self) -> Any:
+        """Returns an adapter no other thread is using, with a session of its own."""
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="vault")
-            return self._pool
-
-    def _adapter(self) -> Any:
-        """Returns this thread's hvac adapter, with a session of its own."""
-        adapter = getattr(self._local, "adapter", None)
-        if adapter is None:
-            base = self._client.adapter
-            adapter = type(base).from_adapter(base)
-            # from_adapter shares the base session; verify/cert/timeout still travel per request.
-            adapter.session = self._new_session()
-            adapter.session.hooks["response"].append(self._count)
-            with self._lock:
-                self._sessions.add(adapter.session)
-            self._local.adapter = adapter
+            if self._idle:
+                return self._idle.pop()
+        base = self._client.adapter
+        adapter = type(base).from_adapter(base)
+        # from_adapter shares the base session; verify/cert/timeout still travel per request.
+        adapter.session = self._new_session()
+        adapter.session.hooks["response"].append(self._count)
+        with self._lock:
+            self._sessions.add(adapter.session)
         return adapter
+
+    def _checkin(self, adapter: Any) -> None:
+        with self._lock:
+            self._idle.append(adapter)
 
     def _count(self, response: requests.Response, *args: object, **kwargs: object) -> None:
         request = response.request
@@ -509,14 +509,17 @@ class VaultSource(SourceDefaults):
     def _request(
         self, method: str, path: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
     ) -> Mapping[str, Any]:
-        adapter = self._adapter()
-        adapter.token = self._auth.token or ""
         kwargs: dict[str, Any] = {}
         if params:
             kwargs["params"] = dict(params)
         if body is not None:
             kwargs["json"] = dict(body)
-        result = adapter.request(method, f"/v1/{path}", **kwargs)
+        adapter = self._checkout()
+        try:
+            adapter.token = self._auth.token or ""
+            result = adapter.request(method, f"/v1/{path}", **kwargs)
+        finally:
+            self._checkin(adapter)
         # hvac's JSONAdapter returns a dict for 200 with a body and the Response otherwise (204).
         return result if isinstance(result, dict) else {}
 

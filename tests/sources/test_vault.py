@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,16 @@ class TestMounts:
             result = results[reference]
             assert isinstance(result, Fetched)
             assert result.value.reveal() == {"i": str(i)}
+
+    def test_no_worker_thread_outlives_a_round(
+        self, vault_admin: hvac.Client, kv2_mount: str, make_vault_source: MakeSource
+    ):
+        """A concurrent round leaves no worker thread behind: an idle sidecar has none."""
+        for i in range(8):
+            write_kv2(vault_admin, kv2_mount, f"t{i}", {"i": str(i)})
+        source = make_vault_source(max_concurrency=4)
+        source.fetch([ref(f"vault:{kv2_mount}/t{i}") for i in range(8)])
+        assert not [t for t in threading.enumerate() if t.name.startswith("vault_")]
 
     def test_describe_labels(
         self,

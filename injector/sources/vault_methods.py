@@ -99,13 +99,13 @@ def aws_iam_login(
     Raises:
         AuthError: no AWS credentials could be found.
     """
-    import boto3
+    import botocore.session
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
     signing_region = region or "us-east-1"
     url = sts_endpoint or (f"https://sts.{region}.amazonaws.com/" if region else "https://sts.amazonaws.com/")
-    credentials = boto3.Session(region_name=signing_region).get_credentials()
+    credentials = botocore.session.get_session().get_credentials()  # the default chain, as boto3's
     if credentials is None:
         raise AuthError(
             f"{where}: no AWS credentials found (IRSA's AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ACCESS_KEY_ID, an "

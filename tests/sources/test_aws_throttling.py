@@ -9,10 +9,8 @@ real boto3 clients built by the factories.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import botocore.endpoint
@@ -25,6 +23,7 @@ from injector.sources import Fetched
 from injector.sources._aws import throttles
 from injector.sources.aws_secretsmanager import build_secretsmanager_source
 from injector.sources.aws_ssm import build_ssm_source
+from tests.fixtures.aws import serve_aws_json
 
 pytestmark = pytest.mark.aws
 
@@ -73,31 +72,9 @@ def throttler(aws_env: None) -> Iterator[Throttler]:
     """A ``Throttler`` on a free 127.0.0.1 port."""
     script = Throttler()
 
-    class Handler(BaseHTTPRequestHandler):
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, body = script.answer(self.headers.get("X-Amz-Target", ""), json.loads(raw or b"{}"))
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    script.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_aws_json(script.answer) as url:
+        script.url = url
         yield script
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -255,7 +255,7 @@ class Scheduler:
             due = floor + max(0.0, interval - self.refresh.min_backoff) * self.rand()
         else:
             due = (now if fired is None else fired) + interval * (1 - self.refresh.jitter * self.rand())
-            while due < floor:
+            while due <= now:  # rounds missed (a stall longer than the interval): skip them, keep the phase
                 due += interval
         self._groups[interval] = due
         return due

@@ -286,3 +286,19 @@ class TestFleet:
         clock.now = first + 3  # the round took 3 s
         entry = sched.track(KV, Fetched(value=Secret({})))
         assert entry.due == pytest.approx(first + 60)
+
+    def test_an_interval_equal_to_min_backoff_polls_once_an_interval(self) -> None:
+        """Keeping the phase never skips a round that is not yet past: polls stay ~1 interval apart."""
+        sched, clock = scheduler(rand=0.5, interval=1, min_backoff=1, jitter=0.1)
+        sched.track(KV, Fetched(value=Secret({})))
+        polls = []
+        for _ in range(10):
+            due = sched.next_due()
+            assert due is not None
+            clock.now = due
+            polls.append(due)
+            sched.take_due()
+            clock.now += 0.05  # the round's latency
+            sched.track(KV, Fetched(value=Secret({})))
+        gaps = [b - a for a, b in itertools.pairwise(polls)]
+        assert max(gaps) <= 1.1, gaps

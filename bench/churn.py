@@ -124,6 +124,8 @@ def config(work: Path, vault: DevVault, configmap: Path, pidfile: Path, tmpfs: b
         "output_dir": str(work / "out"),
         "vault": {"address": vault.address, "auth": {"method": "token"}},
         "templates": templates,
+        # The ConfigMap-style folder is not beside the config: file: references read only under file_roots.
+        "file_roots": [str(configmap)],
         "refresh": {"interval": "1s", "jitter": 0},
         "health": {"address": False},
         **({} if tmpfs else {"allow_non_tmpfs": True}),

@@ -1,10 +1,10 @@
-"""`injector init` with the Vault Agent auto-auth features: wrapped AppRole secret IDs, namespaces,
-cert and aws (iam) auth, and the VAULT_* environment conventions — against the dev server."""
+"""`injector init` and `injector sidecar` with the Vault Agent auto-auth features: wrapped AppRole secret IDs,
+namespaces, cert and aws (iam) auth, and the VAULT_* environment conventions — against the dev server."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,6 +23,7 @@ from injector.sources.vault import build_vault_source
 from tests.fixtures.aws import ACCOUNT
 from tests.fixtures.cli import run, write_config
 from tests.fixtures.sentinel import SENTINEL
+from tests.fixtures.sidecar import Harness, wait_for
 from tests.fixtures.vault import AuthSetup, VaultServer, dev_only, unique
 
 pytestmark = [pytest.mark.vault, dev_only("namespaces, wrapping and TLS listener knobs of the dev server")]
@@ -335,29 +337,30 @@ class TestCertAuth:
 # --- aws (iam) auth ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def aws_role(vault_admin: hvac.Client, aws_endpoint: str, reader_policy: str) -> Iterator[str]:
+    mount = unique("aws")
+    vault_admin.sys.enable_auth_method("aws", path=mount)
+    vault_admin.write_data(
+        f"auth/{mount}/config/client",
+        data={"sts_endpoint": aws_endpoint, "iam_server_id_header_value": "vault.test"},
+    )
+    vault_admin.write_data(
+        f"auth/{mount}/role/app",
+        data={
+            "auth_type": "iam",
+            "bound_iam_principal_arn": [f"arn:aws:iam::{ACCOUNT}:user/moto"],
+            "token_policies": [reader_policy],
+        },
+    )
+    try:
+        yield mount
+    finally:
+        vault_admin.sys.disable_auth_method(mount)
+
+
 @pytest.mark.aws
 class TestAwsAuth:
-    @pytest.fixture
-    def aws_role(self, vault_admin: hvac.Client, aws_endpoint: str, reader_policy: str) -> Iterator[str]:
-        mount = unique("aws")
-        vault_admin.sys.enable_auth_method("aws", path=mount)
-        vault_admin.write_data(
-            f"auth/{mount}/config/client",
-            data={"sts_endpoint": aws_endpoint, "iam_server_id_header_value": "vault.test"},
-        )
-        vault_admin.write_data(
-            f"auth/{mount}/role/app",
-            data={
-                "auth_type": "iam",
-                "bound_iam_principal_arn": [f"arn:aws:iam::{ACCOUNT}:user/moto"],
-                "token_policies": [reader_policy],
-            },
-        )
-        try:
-            yield mount
-        finally:
-            vault_admin.sys.disable_auth_method(mount)
-
     def test_init_logs_in_with_a_signed_get_caller_identity(
         self, aws_role: str, secret_in_kv: str, vault_server: VaultServer, tmp_path, output_dir
     ):
@@ -413,3 +416,92 @@ class TestEnvironment:
         result = run(["init", "-c", str(config)], env=env)
         assert result.returncode == 0, result.stderr
         assert (output_dir / "secret.txt").read_text() == SENTINEL
+
+
+# --- the sidecar, with each method -------------------------------------------------------------
+
+NEW_VALUE = "rotated-" + SENTINEL[:8]
+
+
+def sidecar_follows_a_change(
+    harness: Harness, config: Path, env: dict[str, str], write: Callable[[], None], output_dir: Path
+) -> None:
+    """Starts a sidecar on ``config`` (polling every 500 ms), waits for /readyz, calls ``write`` (a new
+    value at Vault) and waits for the file to follow."""
+    data = yaml.safe_load(config.read_text())
+    data["refresh"] = {"interval": "500ms", "min_backoff": "100ms", "max_backoff": "1s"}
+    config.write_text(yaml.safe_dump(data))
+    sidecar = harness.sidecar(config, env=env)
+    sidecar.wait_ready()
+    assert (output_dir / "secret.txt").read_text() == SENTINEL
+    write()
+    wait_for(lambda: (output_dir / "secret.txt").read_text() == NEW_VALUE, 15, "the new value in the file")
+    assert sidecar.stop() == 0
+
+
+class TestSidecarWithEachMethod:
+    def test_wrapped_secret_id(self, wrapped: Wrapped, harness: Harness, vault_server: VaultServer,
+                               vault_admin: hvac.Client, secret_in_kv: str, output_dir: Path) -> None:
+        """A sidecar unwraps the secret ID, logs in, and keeps the file current."""
+        sidecar_follows_a_change(
+            harness, wrapped.config, env_for(vault_server, VAULT_ADDR=vault_server.address),
+            lambda: vault_admin.secrets.kv.v2.create_or_update_secret(
+                path="app", secret={"password": NEW_VALUE}, mount_point=secret_in_kv),
+            output_dir,
+        )
+        assert not wrapped.setup.files["secret_id"].exists()
+
+    def test_namespace(self, namespace, harness: Harness, vault_server: VaultServer, tmp_path, output_dir) -> None:
+        """A sidecar in a namespace logs in and polls there."""
+        name, admin = namespace
+        config = _config(
+            tmp_path, output_dir, "kv", TestNamespace()._approle(admin, tmp_path), server=vault_server.address,
+            namespace=name,
+        )
+        sidecar_follows_a_change(
+            harness, config, env_for(vault_server),
+            lambda: admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"password": NEW_VALUE},
+                                                                 mount_point="kv"),
+            output_dir,
+        )
+
+    def test_cert(self, cert_role, harness: Harness, tls_vault_server: VaultServer, tmp_path, output_dir) -> None:
+        """A sidecar logged in with a client certificate keeps the file current."""
+        mount, kv, _ = cert_role
+        config = _config(
+            tmp_path, output_dir, kv, {"method": "cert", "mount": mount, "name": "app"},
+            server=tls_vault_server.address, client_cert=str(tmp_path / "client.pem"),
+            client_key=str(tmp_path / "client.key"),
+        )
+        admin = hvac.Client(url=tls_vault_server.address, token=tls_vault_server.root_token,
+                            verify=tls_vault_server.verify)
+        sidecar_follows_a_change(
+            harness, config, env_for(tls_vault_server),
+            lambda: admin.secrets.kv.v2.create_or_update_secret(path="app", secret={"password": NEW_VALUE},
+                                                                 mount_point=kv),
+            output_dir,
+        )
+
+    @pytest.mark.aws
+    def test_aws_iam(self, harness: Harness, vault_admin: hvac.Client, aws_role: str,
+                     secret_in_kv: str, vault_server: VaultServer, tmp_path, output_dir) -> None:
+        """A sidecar logged in with a signed sts:GetCallerIdentity (moto STS) keeps the file current."""
+        auth = {"method": "aws", "mount": aws_role, "role": "app", "header_value": "vault.test"}
+        config = _config(tmp_path, output_dir, secret_in_kv, auth, server=vault_server.address)
+        sidecar_follows_a_change(
+            harness, config, env_for(vault_server),
+            lambda: vault_admin.secrets.kv.v2.create_or_update_secret(
+                path="app", secret={"password": NEW_VALUE}, mount_point=secret_in_kv),
+            output_dir,
+        )
+
+
+def test_a_namespaced_secret_is_refused_from_the_root_namespace(
+    namespace, vault_server: VaultServer, tmp_path, output_dir
+) -> None:
+    """The namespace's credentials and secret, asked for without the namespace: refused, nothing written."""
+    _, admin = namespace
+    config = _config(tmp_path, output_dir, "kv", TestNamespace()._approle(admin, tmp_path), server=vault_server.address)
+    result = run(["init", "-c", str(config), "--timeout", "3s"], env=env_for(vault_server))
+    assert result.returncode in (14, 19), result.stderr
+    assert not (output_dir / "secret.txt").exists()

@@ -4,10 +4,7 @@ then revoked. The stand-in values it renders with are checked directly."""
 
 from __future__ import annotations
 
-import base64
 import json
-import shlex
-import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +12,7 @@ import pytest
 
 from injector.modes.dryrun import stand_in
 from tests.fixtures.cli import run, write_config
+from tests.fixtures.sentinel import encoded_forms
 from tests.fixtures.vault import VaultServer, dev_only
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -22,30 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PASSWORD = "p@ss\"w0rd/\\x%41$HOME é'ü #:?&=+ tab\there"
 
 
-def forms(value: str) -> list[str]:
-    """The value and the encodings a template might print it in."""
-    raw = value.encode()
-    return [
-        value,
-        value.upper(),
-        value.lower(),
-        value[::-1],
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote_plus(value),
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode(),
-        shlex.quote(value),
-        repr(value),
-        value.replace("\\", "\\\\").replace('"', '\\"'),
-    ]
 
 
 def assert_no_part(values: list[str], text: str, length: int = 6) -> None:
     """Fails when ``text`` holds ``length`` consecutive characters of any form of any value."""
     for value in values:
-        for form in forms(value):
+        for form in encoded_forms(value):
             for start in range(len(form) - length + 1):
                 part = form[start : start + length]
                 assert part.isspace() or part not in text, f"{part!r} (of {form!r}) is in the output"

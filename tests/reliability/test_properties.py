@@ -10,16 +10,11 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import io
-import json
 import logging
 import math
-import shlex
 import tempfile
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +32,7 @@ from injector.modes.dryrun import preview
 from injector.refs import SCHEMES, Reference, Secret, parse_reference
 from injector.sources import Fetched
 from injector.template.sandbox import Sandbox
+from tests.fixtures.sentinel import encoded_forms
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 BASE = Path(tempfile.gettempdir())
@@ -293,23 +289,6 @@ class MemorySource:
         return None
 
 
-def encoded_forms(value: str) -> list[str]:
-    raw = value.encode()
-    return [
-        value,
-        value.upper(),
-        value.lower(),
-        value[::-1],
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote_plus(value),
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode(),
-        shlex.quote(value),
-        repr(value),
-        html.escape(value),
-    ]
 
 
 def leaked_part(value: str, text: str, control: str, length: int = 6) -> str | None:

@@ -42,7 +42,6 @@ its adaptive retry mode, through real ``SsmSource`` objects, against ``Throttlin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -50,15 +49,17 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
 import yaml
 from common import AWS_ENV, INJECTOR, child_env, loadavg, machine, wait_for
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests.fixtures
 from devvault import DevVault
+from tests.fixtures.aws import serve_aws_json
 
 PATHS = 5
 INTERVAL = 5.0
@@ -315,34 +316,15 @@ class ThrottlingSsm:
         self._tokens, self._stamp = rate or 0.0, time.monotonic()
         #: (arrival, throttled) of every call.
         self.calls: list[tuple[float, bool]] = []
-        owner = self
+        self._stack = ExitStack()
+        self.url = self._stack.enter_context(serve_aws_json(self._answer))
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                if owner.throttled():
-                    status, answer = 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
-                else:
-                    names = body.get("Names", [])
-                    parameters = [{"Name": n, "Type": "String", "Value": "v", "Version": 1} for n in names]
-                    status, answer = 200, {"Parameters": parameters, "InvalidParameters": []}
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    def _answer(self, target: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.throttled():
+            return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+        names = body.get("Names", [])
+        parameters = [{"Name": n, "Type": "String", "Value": "v", "Version": 1} for n in names]
+        return 200, {"Parameters": parameters, "InvalidParameters": []}
 
     def throttled(self) -> bool:
         with self._lock:
@@ -359,8 +341,7 @@ class ThrottlingSsm:
             return throttled
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._stack.close()
 
 
 def throttling_row(label: str, mode: str, server: dict[str, Any], pods: int, names: int) -> str:

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from injector import redact
 from injector.logs import configure_logging
 from injector.redact import MASK, RedactingFilter, escape_controls, register_value, scrub
 from tests.fixtures.sentinel import SENTINEL
@@ -37,6 +38,28 @@ class TestScrub:
             register_value(f"{SENTINEL}rebuiltvalue{n}")
             assert scrub(f"{SENTINEL}rebuiltvalue{n}") == MASK
         assert not [key for key in re._cache if "rebuiltvalue" in str(key)]  # type: ignore[attr-defined]
+
+    def test_a_value_holding_another_is_masked_whole(self) -> None:
+        """The longest value wins where one contains another, and every value of a line is masked."""
+        register_value(f"{SENTINEL}-inner")
+        register_value(f"outer-{SENTINEL}-inner-outer")
+        register_value(f"{SENTINEL}-second")
+        line = f"a outer-{SENTINEL}-inner-outer b {SENTINEL}-inner c {SENTINEL}-second"
+        assert scrub(line) == f"a {MASK} b {MASK} c {MASK}"
+
+    def test_a_line_without_values_compiles_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Only the values found in a line make its pattern: a line with none costs substring tests,
+        not a pattern of every registered value (rebuilt after each change of the values)."""
+        compiled: list[str] = []
+        real = redact._compile
+        monkeypatch.setattr(redact, "_compile", lambda pattern, flags: compiled.append(pattern) or real(pattern, flags))
+        for n in range(50):
+            register_value(f"{SENTINEL}-many-{n:03d}")
+        line = "published snapshot ..2026 (2 files, 2 changed)"
+        assert scrub(line) == line
+        assert compiled == []
+        assert scrub(f"oops {SENTINEL}-many-007") == f"oops {MASK}"
+        assert len(compiled) == 1 and "many\\-007" in compiled[0] and "many\\-008" not in compiled[0]
 
     def test_short_values_are_left_alone(self) -> None:
         """Values under four characters would garble every message, so they are not scrubbed."""

@@ -14,7 +14,9 @@ Holders (``holders``): the same idle sidecar again, under ``bench/heapshot.py`` 
 after /readyz: the Python heap by package and by allocation site, and the modules it imported; then
 ``bench/floor.py`` imports those modules in a bare interpreter: the RSS that the imports alone
 cost. The plain run's ``/proc/PID/smaps`` says how the RSS splits between anonymous memory and
-the files mapped (the interpreter, extension modules, system libraries).
+the files mapped (the interpreter, extension modules, system libraries). Below both lies the
+libraries' floor: ``bench/libfloor.py`` (3 runs, medians) imports only Jinja2's sandbox, PyYAML and
+the backends' clients (hvac, botocore) the config needs, then builds those clients the plain way.
 
 Busy: the 1,000-secret config (200 KV paths, 300 secrets, 300 parameters, 200 templates) with
 ``refresh.interval: 8s``, no jitter, backends at 2 ms. Measured: start → /readyz (first render,
@@ -41,11 +43,14 @@ from bench_calls import one_burst
 from common import (
     BENCH,
     PYTHON,
+    LibraryFloor,
     Scratch,
     child_env,
     context_switches,
     cpu_seconds,
+    dataset_backends,
     kib,
+    library_floor,
     memory_map,
     proc_status,
     wait_for,
@@ -99,6 +104,9 @@ class Holders:
     label: str
     heap: dict[str, Any] = field(default_factory=dict)
     floor: dict[str, int] = field(default_factory=dict)
+    #: the libraries the config needs, imported (a floor), and with plain clients (``libfloor.py``).
+    libraries: LibraryFloor | None = None
+    with_clients: LibraryFloor | None = None
 
 
 def _idle_config(backends: Backends, dataset: Dataset, scratch: Scratch, name: str) -> Path:
@@ -169,6 +177,10 @@ def holders(backends: Backends, dataset: Dataset, scratch: Scratch, *, label: st
             check=True,
         )
         result.floor = json.loads(floor.stdout)
+    kinds = dataset_backends(dataset.vault_paths, dataset.sm, dataset.ssm)
+    where = {"vault": backends.vault_address, "aws": backends.aws_url}
+    result.libraries = library_floor(kinds, clients=False, runs=3, **where)
+    result.with_clients = library_floor(kinds, clients=True, runs=3, **where)
     return result
 
 

@@ -9,6 +9,11 @@ whole processes: interpreter start, imports, client set-up, fetching, writing.
 Also recorded per run: the requests each made (server side) and each one's own idea of its work
 time (the injector's "rendered … in X" line; the baseline's time after its imports), which
 separates fetching from start-up. The first pair's files are compared byte for byte.
+
+The floor: ``bench/libfloor.py vault secretsmanager ssm --clients``, ``runs`` times, median wall
+time: a process that imports Jinja2, PyYAML, hvac and botocore and builds the three clients, and
+sends no request. Its wall time over the baseline's is the lowest ratio an ``init`` built on these
+libraries could reach with requests that cost nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import Backends
-from common import BENCH, INJECTOR, PYTHON, Scratch, child_env, median
+from common import BENCH, INJECTOR, PYTHON, LibraryFloor, Scratch, child_env, library_floor, median
 from dataset import Dataset
 
 from injector.units import parse_duration
@@ -45,6 +50,9 @@ class InitResult:
     latency: float
     injector: list[InitRun] = field(default_factory=list)
     baseline: list[InitRun] = field(default_factory=list)
+    #: ``libfloor.py vault secretsmanager ssm --clients``: the libraries imported, the clients built,
+    #: no request sent (the same for every latency).
+    floor: LibraryFloor | None = None
 
     def wall(self, who: str) -> float:
         return median([r.wall for r in getattr(self, who)])
@@ -151,9 +159,12 @@ def run(
     )
     plan = dataset.write_plan(backends, out_baseline, work / "plan.json")
     results = []
+    floor = library_floor(
+        ("vault", "secretsmanager", "ssm"), clients=True, runs=runs, vault=backends.vault_address, aws=backends.aws_url
+    )
     for latency in latencies:
         backends.set_latency(latency)
-        result = InitResult(latency=latency)
+        result = InitResult(latency=latency, floor=floor)
         # Warm-up (page cache, .pyc files, moto's lazily built backends), and the output check.
         run_injector(config, out_injector, state, backends)
         run_baseline(plan, out_baseline, backends)

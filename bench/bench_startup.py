@@ -10,7 +10,9 @@ the 10 largest single modules.
 
 A smaller Vault-only ``init`` (``small``: 10 values over 2 templates, 2 ms) against ``python -c
 pass`` with the same interpreter, alternating, ``runs`` times each: the difference of the medians
-is what ``init`` adds to starting Python (budget 150 ms).
+is what ``init`` adds to starting Python (budget 150 ms). Then ``bench/libfloor.py vault --clients``
+``runs`` times: the same difference for a process that only imports Jinja2, PyYAML and hvac and
+builds an hvac client, which no ``init`` can beat.
 
 For comparison, the same with the full config (with AWS), but through ``bench/phases.py`` (which
 does init's work in sequence): a real init imports hvac and botocore in two worker threads at once,
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import Backends
-from common import BENCH, INJECTOR, PYTHON, Scratch, child_env, median
+from common import BENCH, INJECTOR, PYTHON, LibraryFloor, Scratch, child_env, library_floor, median
 from dataset import Dataset
 
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -57,6 +59,8 @@ class Startup:
     small_values: int = 0
     small_init_wall: float = 0.0
     python_wall: float = 0.0
+    #: ``libfloor.py vault --clients``: Python, Jinja2, PyYAML and hvac imported, a client built.
+    small_floor: LibraryFloor | None = None
     no_aws: Imports = field(default_factory=Imports)
     with_aws: Imports = field(default_factory=Imports)
 
@@ -179,6 +183,7 @@ def run(
                 inits.append(middle - started)
                 pythons.append(time.perf_counter() - middle)
         result.small_init_wall, result.python_wall = median(inits), median(pythons)
+        result.small_floor = library_floor(("vault",), clients=True, runs=runs, vault=backends.vault_address)
     init = ["-m", "injector", "init", "-c", str(no_aws), "--output-dir", str(out)]
     result.no_aws = _imports(init, out, state, env, import_runs)
     result.with_aws = _imports([str(BENCH / "phases.py"), str(with_aws)], out, state, env, import_runs)

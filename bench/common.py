@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import statistics
@@ -283,3 +284,50 @@ def code_fingerprint(root: Path) -> str:
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+@dataclass
+class LibraryFloor:
+    """What ``libfloor.py`` measured for a set of backends: medians over the runs."""
+
+    backends: tuple[str, ...]
+    clients: bool
+    #: VmRSS before any import, after the imports, at the end (KiB).
+    python_kib: int
+    imports_kib: int
+    rss_kib: int
+    #: whole-process wall time (interpreter start to exit), and the imports alone.
+    wall: float
+    imports_s: float
+
+
+def dataset_backends(vault_paths: int, sm: int, ssm: int) -> tuple[str, ...]:
+    """The ``libfloor.py`` backends of a data set."""
+    return tuple(name for name, n in (("vault", vault_paths), ("secretsmanager", sm), ("ssm", ssm)) if n)
+
+
+def library_floor(backends: Sequence[str], *, clients: bool, runs: int, vault: str = "", aws: str = "") -> LibraryFloor:
+    """Runs ``bench/libfloor.py`` ``runs`` times (``-m``, so from its .pyc like every other module)."""
+    command = [PYTHON, "-m", "libfloor", *backends, *(["--clients"] if clients else [])]
+    command += ["--vault", vault] if vault else []
+    command += ["--aws", aws] if aws else []
+    env = child_env({"PYTHONPATH": str(BENCH)})
+    reports, walls = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=True)
+        walls.append(time.perf_counter() - started)
+        reports.append(json.loads(out.stdout))
+
+    def mid(key: str) -> float:
+        return median([float(r[key]) for r in reports])
+
+    return LibraryFloor(
+        backends=tuple(backends),
+        clients=clients,
+        python_kib=int(mid("python_kib")),
+        imports_kib=int(mid("imports_kib")),
+        rss_kib=int(mid("rss_kib")),
+        wall=median(walls),
+        imports_s=mid("imports_s"),
+    )

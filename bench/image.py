@@ -34,10 +34,14 @@ def measure(podman: image.Podman, tag: str, *extra: str) -> int:
     """Builds ``tag`` and prints its numbers; returns the image's size."""
     build = image.build(podman, tag, *extra)
     size, base = podman.size(build.ref), podman.size(build.base)
-    print(f"\n{build.ref}  (version {build.version}, revision {build.revision[:12]}{', ' if extra else ''}"
-          f"{' '.join(extra)})")
-    print(f"  base tarball {build.tarball_seconds:5.1f} s, import {build.import_seconds:5.1f} s, "
-          f"podman build {build.build_seconds:5.1f} s")
+    print(
+        f"\n{build.ref}  (version {build.version}, revision {build.revision[:12]}{', ' if extra else ''}"
+        f"{' '.join(extra)})"
+    )
+    print(
+        f"  base tarball {build.tarball_seconds:5.1f} s, import {build.import_seconds:5.1f} s, "
+        f"podman build {build.build_seconds:5.1f} s"
+    )
     print(f"  base image: {build.base}")
     print(f"  {'image (podman image inspect .Size)':46} {megabytes(size)}")
     print(f"  {'base image (podman image inspect .Size)':46} {megabytes(base)}")

@@ -91,17 +91,25 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def base_tarball(cache: Path = CACHE) -> Path:
+def base_tarball(cache: Path = CACHE, suite: str | None = None) -> Path:
     """The Debian base as a tarball in ``cache``: reused when its inputs are unchanged, else made.
 
-    The key covers the mmdebstrap arguments and the apt sources' text; a tarball of another key is
-    deleted when a new one is made. Made into a temporary name and renamed, so an interrupted run
-    leaves no half tarball behind under the real name.
+    The key covers the mmdebstrap arguments and the apt sources' text; a tarball of the same suite
+    and another key is deleted when a new one is made. Made into a temporary name and renamed, so an
+    interrupted run leaves no half tarball behind under the real name. ``suite`` (e.g. ``trixie``)
+    takes another Debian release from the same mirrors: the machine's sources with its codename
+    replaced (``bookworm-updates`` becomes ``trixie-updates``).
     """
     found = apt_sources()
     if found is None:
         raise RuntimeError("no Debian apt sources on this machine")
-    suite, sources = found
+    own, sources = found
+    if suite is not None and suite != own:
+        text = re.sub(rf"\b{own}(?=[\s-]|$)", suite, sources.read_text(encoding="utf-8"), flags=re.MULTILINE)
+        cache.mkdir(parents=True, exist_ok=True)
+        sources = cache / f"{suite}{sources.suffix or '.list'}"
+        sources.write_text(text, encoding="utf-8")
+    suite = suite or own
     options = [
         "--variant=minbase",
         # merged /usr without the usrmerge package (which would pull in perl)
@@ -123,7 +131,7 @@ def base_tarball(cache: Path = CACHE) -> Path:
         if done.returncode != 0:
             partial.unlink(missing_ok=True)
             raise RuntimeError(f"mmdebstrap exited {done.returncode}:\n{done.stderr[-4000:]}")
-        for old in cache.glob("base-*.tar"):
+        for old in cache.glob(f"base-{suite}-*.tar"):
             if old != partial:
                 old.unlink()
         partial.rename(target)

@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -206,7 +207,7 @@ def main(suites: list[str]) -> int:
                 stack.enter_context(mounted(root, space.root))
             for suite, root in roots.items():
                 print(f"measuring {suite} …", flush=True)
-                row = {"suite": suite, "versions": versions(root)}
+                row: dict[str, Any] = {"suite": suite, "versions": versions(root)}
                 for label in ("Vault only", "mixed"):
                     row[f"idle {label}"] = idle_rss(root, backends, space.root, space.tmpfs, label)
                     row[f"floor {label}"] = floor_rss(root, backends, label)

@@ -89,7 +89,7 @@ def table(r: Results) -> str:
     rows = ["| # | benchmark | measured (medians) | budget | result |", "|---|---|---|---|---|"]
     for result in r.init:
         ms_ = f"{result.latency * 1000:g} ms"
-        budget = "ratio ≤ 0.5" if result.latency == 0.002 else "(budget is set at 2 ms)"
+        budget_text = "ratio ≤ 0.5" if result.latency == 0.002 else "(budget is set at 2 ms)"
         floor_ratio = result.floor.wall / result.wall("baseline") if result.floor is not None else None
         floor_text = (
             f"; the libraries alone (imported, clients built, no request): {s(result.floor.wall)}, "
@@ -100,7 +100,7 @@ def table(r: Results) -> str:
         rows.append(
             f"| 1 | `injector init`, 100 secrets / 10 templates, {ms_} per request | injector "
             f"{s(result.wall('injector'))} vs sequential hvac/boto3 script {s(result.wall('baseline'))}: "
-            f"ratio **{result.ratio:.2f}** ({len(result.injector)} runs each){floor_text} | {budget} | "
+            f"ratio **{result.ratio:.2f}** ({len(result.injector)} runs each){floor_text} | {budget_text} | "
             f"{verdict(result.ratio <= 0.5, floor=floor_ratio, budget=0.5)} |"
         )
     if r.calls is not None:

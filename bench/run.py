@@ -70,6 +70,7 @@ def main() -> int:
         os.chdir(code_dir)
         if args.worktree:
             root, code = common.REPO, "the working tree (editable install)"
+            common.byte_compile(root / "injector")
         else:
             root = Path(code_dir)
             commit = common.snapshot_head(root)

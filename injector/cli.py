@@ -20,7 +20,7 @@ from injector import __version__
 from injector.errors import ConfigError, InjectorError
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from injector.process.hygiene import make_undumpable
-from injector.redact import scrub
+from injector.redact import escape_controls, scrub
 from injector.units import format_duration, parse_duration
 
 __all__ = ["cli", "main"]
@@ -522,7 +522,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except InjectorError as exc:
-        message = scrub(str(exc))
+        message = escape_controls(scrub(str(exc)))
         logger.debug("exiting with %s (code %d)", type(exc).__name__, exc.exit_code)
         click.echo(f"injector: error: {message}", err=True)
         _exit_now(exc.exit_code)
@@ -539,7 +539,7 @@ def main() -> None:
     except Exception as exc:
         logger.debug("unexpected error", exc_info=True)
         click.echo(
-            f"injector: internal error: {type(exc).__name__}: {scrub(str(exc))} "
+            f"injector: internal error: {type(exc).__name__}: {escape_controls(scrub(str(exc)))} "
             "(please report it; run with --log-level debug for details)",
             err=True,
         )

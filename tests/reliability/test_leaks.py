@@ -449,3 +449,18 @@ class TestLogInjection:
             assert not line.startswith(FORGED), line
             if log_format == "json":
                 json.loads(line)
+
+    def test_the_error_line_cannot_forge_lines(self, tmp_path: Path, output_dir: Path) -> None:
+        """A template path holding a newline, a carriage return and an ANSI escape, named in init's one
+        error line: still one line, with the characters written as escapes."""
+        source = tmp_path / f"missing\ninjector: error: {FORGED}\r\x1b[2J.j2"
+        config = write_config(
+            tmp_path / "injector.yaml",
+            {"output_dir": str(output_dir), "templates": [{"source": str(source), "destination": "a"}]},
+        )
+        result = run_injector(["init", "-c", str(config)])
+        assert result.returncode == 11, result.stderr
+        assert len(result.errors) == 1, result.stderr
+        assert "\r" not in result.stderr and "\x1b" not in result.stderr
+        assert "missing\\ninjector: error: " in result.errors[0]
+        assert not [line for line in result.stderr.splitlines() if FORGED in line and "missing" not in line]

@@ -14,13 +14,7 @@ import importlib
 import json
 import sys
 
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from libfloor import rss_kib  # imports only sys and time: nothing that would count in the floor
 
 
 def main(path: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from jinja2 import nodes
 
 from injector.config.model import LimitsConfig, TemplateConfig
 from injector.errors import ConfigError, NotFoundError, RenderError, UnavailableError
@@ -141,6 +142,14 @@ class TestStaticRefs:
         renderer = make_renderer()
         template = TemplateConfig(where="templates[0]", destination="k", secret=parse_reference("aws-sm:ks#p12"))
         assert renderer.static_refs(renderer.compile(template)) == refs("aws-sm:ks")
+
+    def test_the_syntax_tree_is_not_kept(self) -> None:
+        """A compiled template keeps its literal references, not Jinja2's parse tree (memory)."""
+        renderer = make_renderer()
+        compiled = compile_text(renderer, '{{ secret("vault:secret/app#password") }}')
+        fields = [getattr(compiled, name) for name in type(compiled).__dataclass_fields__]
+        assert not [value for value in fields if isinstance(value, nodes.Node)]
+        assert compiled.static == refs("vault:secret/app")
 
     def test_bad_literal_reference(self) -> None:
         """A bad literal reference is a RenderError naming the template and line and quoting the reference."""

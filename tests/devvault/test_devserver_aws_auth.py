@@ -170,3 +170,12 @@ def test_ec2_roles_are_refused(aws: hvac.Client) -> None:
     """auth_type ec2 is not implemented: a clear 400."""
     with pytest.raises(exceptions.InvalidRequest, match="only iam"):
         aws.auth.aws.create_role("box", auth_type="ec2", bound_ami_id=["ami-1"])
+
+
+def test_a_refused_role_write_leaves_the_role_as_it_was(aws: hvac.Client) -> None:
+    """auth_type ec2 is refused with 400, and the stored role still reads as it was written."""
+    aws.auth.aws.create_role("keep", auth_type="iam", bound_iam_principal_arn=[MOTO_USER])
+    with pytest.raises(exceptions.InvalidRequest):
+        aws.write("auth/aws/role/keep", auth_type="ec2")
+    role = aws.read("auth/aws/role/keep")["data"]
+    assert (role["auth_type"], role["bound_iam_principal_arn"]) == ("iam", [MOTO_USER])

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -180,18 +180,8 @@ class AWSBackend(RoleAuthBackend[dict[str, str], _Role]):
             return no_content()
         raise unsupported_op()
 
-    def _role(self, req: Request, name: str) -> Reply:
-        role = self._roles.get(name)
-        if req.op == "read":
-            if role is None:
-                raise VaultError(404)
-            return ok(req, role.data())
-        if req.op == "delete":
-            self._roles.pop(name, None)
-            return no_content()
-        if req.op != "update":
-            raise unsupported_op()
-        role = role or _Role()
+    def _write_role(self, req: Request, name: str, old: _Role | None) -> _Role:
+        role = replace(old) if old is not None else _Role()  # a refused write leaves the stored role alone
         role.auth_type = get_str(req.data, "auth_type", role.auth_type) or "iam"
         if role.auth_type != "iam":
             raise VaultError(400, f"dev server: auth_type {role.auth_type!r} is not supported "
@@ -201,8 +191,7 @@ class AWSBackend(RoleAuthBackend[dict[str, str], _Role]):
         role.resolve_aws_unique_ids = get_bool(req.data, "resolve_aws_unique_ids",
                                                role.resolve_aws_unique_ids)
         role.token = TokenParams.parse(req.data, role.token)
-        self._roles[name] = role
-        return no_content()
+        return role
 
     def _login(self, req: Request, mount: Mount) -> Reply:
         data, config = req.data, self._config or {}

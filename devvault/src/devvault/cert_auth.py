@@ -111,17 +111,7 @@ class CertBackend(RoleAuthBackend[dict[str, Any], _Role]):
                             "ocsp_cache_size": 100, **(self._config or {})})
         raise unsupported_op()
 
-    def _role(self, req: Request, name: str) -> Reply:
-        role = self._roles.get(name)
-        if req.op == "read":
-            if role is None:
-                raise VaultError(404)
-            return ok(req, role.data())
-        if req.op == "delete":
-            self._roles.pop(name, None)
-            return no_content()
-        if req.op != "update":
-            raise unsupported_op()
+    def _write_role(self, req: Request, name: str, role: _Role | None) -> _Role:
         pem = get_str(req.data, "certificate") or (role.certificate if role else "")
         try:
             cas = x509.load_pem_x509_certificates(pem.encode())
@@ -129,7 +119,7 @@ class CertBackend(RoleAuthBackend[dict[str, Any], _Role]):
             cas = []
         if not cas:
             raise VaultError(400, "failed to parse certificate")
-        self._roles[name] = _Role(
+        written = _Role(
             name=name, certificate=pem, cas=cas,
             display_name=get_str(req.data, "display_name", role.display_name if role else ""),
             allowed_common_names=get_list(req.data, "allowed_common_names",
@@ -139,7 +129,7 @@ class CertBackend(RoleAuthBackend[dict[str, Any], _Role]):
         if self._core.on_client_ca is not None:
             for ca in cas:
                 self._core.on_client_ca(ca.public_bytes(Encoding.PEM).decode())
-        return no_content()
+        return written
 
     def _login(self, req: Request, mount: Mount) -> Reply:
         if not req.tls:

@@ -124,17 +124,7 @@ class JWTBackend(RoleAuthBackend[_Config, _Role]):
                                default_role=get_str(data, "default_role").lower())
         return no_content()
 
-    def _role(self, req: Request, name: str) -> Reply:
-        old = self._roles.get(name)
-        if req.op == "read":
-            if old is None:
-                raise VaultError(404)
-            return ok(req, old.data())
-        if req.op == "delete":
-            self._roles.pop(name, None)
-            return no_content()
-        if req.op != "update":
-            raise unsupported_op()
+    def _write_role(self, req: Request, name: str, old: _Role | None) -> _Role:
         data, base = req.data, old or _Role(role_type="oidc", user_claim="")
         bound_claims = get_map(data, "bound_claims")
         role = _Role(
@@ -163,8 +153,7 @@ class JWTBackend(RoleAuthBackend[_Config, _Role]):
                                             or role.bound_claims):
             raise VaultError(400, "must have at least one bound constraint when creating/"
                                   "updating a role")
-        self._roles[name] = role
-        return no_content()
+        return role
 
     def _login(self, req: Request, mount: Mount) -> Reply:
         config = self._config

@@ -62,6 +62,15 @@ class _Role:
     alias_name_source: str = "serviceaccount_uid"
     token: TokenParams = field(default_factory=TokenParams)
 
+    def data(self) -> dict[str, Any]:
+        return {
+            "alias_name_source": self.alias_name_source,
+            "audience": self.audience,
+            "bound_service_account_names": self.names,
+            "bound_service_account_namespaces": self.namespaces,
+            **self.token.data(),
+        }
+
 
 class KubernetesBackend(RoleAuthBackend[_Config, _Role]):
     """One Kubernetes auth mount."""
@@ -103,23 +112,7 @@ class KubernetesBackend(RoleAuthBackend[_Config, _Role]):
         )
         return no_content()
 
-    def _role(self, req: Request, name: str) -> Reply:
-        role = self._roles.get(name)
-        if req.op == "read":
-            if role is None:
-                raise VaultError(404)
-            return ok(req, {
-                "alias_name_source": role.alias_name_source,
-                "audience": role.audience,
-                "bound_service_account_names": role.names,
-                "bound_service_account_namespaces": role.namespaces,
-                **role.token.data(),
-            })
-        if req.op == "delete":
-            self._roles.pop(name, None)
-            return no_content()
-        if req.op != "update":
-            raise unsupported_op()
+    def _write_role(self, req: Request, name: str, role: _Role | None) -> _Role:
         data = req.data
         names = get_list(data, "bound_service_account_names", role.names if role else [])
         namespaces = get_list(data, "bound_service_account_namespaces",
@@ -132,14 +125,13 @@ class KubernetesBackend(RoleAuthBackend[_Config, _Role]):
                                    ("bound_service_account_namespaces", namespaces)):
             if len(values) > 1 and "*" in values:
                 raise VaultError(400, f'"{field_name}" can not contain * and other values')
-        self._roles[name] = _Role(
+        return _Role(
             names=names, namespaces=namespaces,
             audience=get_str(data, "audience", role.audience if role else ""),
             alias_name_source=get_str(data, "alias_name_source",
                                       role.alias_name_source if role else "serviceaccount_uid"),
             token=TokenParams.parse(data, role.token if role else None),
         )
-        return no_content()
 
     def _login(self, req: Request, mount: Mount) -> Reply:
         role_name = get_str(req.data, "role").lower()

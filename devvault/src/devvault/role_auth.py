@@ -1,24 +1,31 @@
 """What the JWT and Kubernetes auth methods share: a config, named roles, and one dispatch.
 
 A backend names its routes ``login``, ``config``, ``roles`` (LIST) and ``role`` (by name) and
-implements the three handlers; the routing and the role listing live here once.
+implements ``_login``, ``_configure`` and ``_write_role``; the routing, the role listing and a
+role's read and delete live here once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from devvault.mounts import Mount, route, unsupported_op
-from devvault.wire import Reply, Request, VaultError, ok
+from devvault.wire import Reply, Request, VaultError, no_content, ok
 
 if TYPE_CHECKING:
     from devvault.core import Core
 
 __all__ = ["RoleAuthBackend"]
 
+
+
+class _Role(Protocol):
+    def data(self) -> dict[str, Any]: ...
+
+
 C = TypeVar("C")
-R = TypeVar("R")
+R = TypeVar("R", bound=_Role)
 
 
 class RoleAuthBackend(ABC, Generic[C, R]):
@@ -47,6 +54,20 @@ class RoleAuthBackend(ABC, Generic[C, R]):
             return self._role(req, args["name"].lower())
         raise unsupported_op()
 
+    def _role(self, req: Request, name: str) -> Reply:
+        old = self._roles.get(name)
+        if req.op == "read":
+            if old is None:
+                raise VaultError(404)
+            return ok(req, old.data())
+        if req.op == "delete":
+            self._roles.pop(name, None)
+            return no_content()
+        if req.op != "update":
+            raise unsupported_op()
+        self._roles[name] = self._write_role(req, name, old)
+        return no_content()
+
     @abstractmethod
     def _login(self, req: Request, mount: Mount) -> Reply: ...
 
@@ -54,4 +75,5 @@ class RoleAuthBackend(ABC, Generic[C, R]):
     def _configure(self, req: Request) -> Reply: ...
 
     @abstractmethod
-    def _role(self, req: Request, name: str) -> Reply: ...
+    def _write_role(self, req: Request, name: str, old: R | None) -> R:
+        """The role ``name`` as ``req`` writes it over ``old``; VaultError(400) when invalid."""

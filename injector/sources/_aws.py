@@ -26,6 +26,7 @@ contains a secret value); the raw botocore exception stays reachable as ``__caus
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import weakref
@@ -163,8 +164,11 @@ def _shared_session(config: Config) -> Any:
         return entry[1]
 
 
-def build_client(service: str, config: Config) -> tuple[object, Callable[[], str]]:
+def build_client(service: str, config: Config, calls: type) -> tuple[object, Callable[[], str]]:
     """Builds a botocore client for ``service`` from ``config.aws`` and ``config.limits``.
+
+    ``calls`` is the Protocol of the client methods the source calls: the client has those
+    operations only (``_lean_loader``), so the service's model costs no memory for the others.
 
     Credentials come from boto3's default chain, so IRSA and EKS Pod Identity work unchanged; the
     retry mode is "adaptive": standard's retries (exponential backoff with jitter, throttles and
@@ -196,6 +200,7 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
     try:
         # botocore sessions are not thread-safe, and the two AWS sources are built in two threads.
         with _SESSION_LOCK:
+            session.get_component("data_loader").file_loader.keep_calls(service, _public(calls))
             client = session.create_client(
                 service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=client_config
             )
@@ -213,6 +218,10 @@ def build_client(service: str, config: Config) -> tuple[object, Callable[[], str
         aws.max_attempts,
     )
     return client, lambda: describe_credentials(session)
+
+
+def _public(protocol: type) -> list[str]:
+    return [name for name in vars(protocol) if not name.startswith("_")]
 
 
 def count_calls(client: Any) -> CallCounter:
@@ -234,39 +243,18 @@ _ENDPOINT_SERVICES = frozenset({"secretsmanager", "ssm", "sts", "sso", "sso-oidc
 
 
 def _lean_loader(session: Any) -> None:
-    """Gives ``session`` a data loader that keeps endpoint data for ``_ENDPOINT_SERVICES`` only.
+    """Gives ``session`` botocore's data loader over ``LeanFiles`` (``_botodata``): it keeps the
+    endpoint data of ``_ENDPOINT_SERVICES`` only, and of a service built by ``build_client`` only
+    the operations its source calls. Search paths (``AWS_DATA_PATH``) are botocore's own."""
+    from botocore.loaders import Loader
 
-    ``endpoints.json`` parses to 6.7 MiB of Python objects, nearly all for ~400 services we never
-    call, and a session keeps it for its whole life. Measured on idle sidecars of 100 values:
-    Secrets Manager only 50.4 → 46.8 MiB, mixed (with the shared session) 60.9 → 52.0 MiB.
-    Dropping it after the clients were built gave back 0.1 MiB: the freed objects lie scattered
-    between live ones. Stripping the service models' documentation (SSM's model: 3.4 → 1.6 MiB of
-    objects) gave back under 1 MiB of RSS, for the same reason, and is not done.
-    """
-    import os
-
-    from botocore.loaders import Loader, instance_cache
-
-    class LeanLoader(Loader):  # type: ignore[misc]  # botocore is untyped
-        @instance_cache  # type: ignore[untyped-decorator]  # one cache key with Loader's: ours wins
-        def load_data_with_path(self, name: str) -> tuple[Any, str]:
-            data, path = super().load_data_with_path(name)
-            return _trim(name, data), path
+    from injector.sources._botodata import LeanFiles
 
     data_path = session.get_config_variable("data_path")
     paths = [] if not data_path else [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
-    session.register_component("data_loader", LeanLoader(extra_search_paths=paths))
-
-
-def _trim(name: str, data: Any) -> Any:
-    """``data`` as loaded from ``name`` (``endpoints``, ``ssm/2014-11-06/service-2`` …), trimmed."""
-    if name == "endpoints" and isinstance(data, dict):
-        partitions = [
-            {**part, "services": {k: v for k, v in part.get("services", {}).items() if k in _ENDPOINT_SERVICES}}
-            for part in data.get("partitions", [])
-        ]
-        return {**data, "partitions": partitions}
-    return data
+    session.register_component(
+        "data_loader", Loader(extra_search_paths=paths, file_loader=LeanFiles(_ENDPOINT_SERVICES))
+    )
 
 
 def pin_loggers() -> None:

@@ -286,7 +286,7 @@ def _match(entry: Mapping[str, object], pending: Mapping[str, None]) -> str | No
 
 def build_secretsmanager_source(config: Config) -> SecretsManagerSource:
     """Builds the source from ``config.aws`` (region, endpoint, retries) and ``config.limits``."""
-    client, credentials = build_client("secretsmanager", config)
+    client, credentials = build_client("secretsmanager", config, SecretsManagerClient)
     return SecretsManagerSource(
         client=cast(SecretsManagerClient, client),
         max_concurrency=config.limits.max_concurrency,

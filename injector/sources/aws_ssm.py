@@ -225,7 +225,7 @@ def _strings(value: object) -> list[str]:
 
 def build_ssm_source(config: Config) -> SsmSource:
     """Builds the source from ``config.aws`` (region, endpoint, retries) and ``config.limits``."""
-    client, credentials = build_client("ssm", config)
+    client, credentials = build_client("ssm", config, SsmClient)
     return SsmSource(
         client=cast(SsmClient, client),
         max_concurrency=config.limits.max_concurrency,

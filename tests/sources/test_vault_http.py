@@ -6,6 +6,8 @@ import datetime
 import ipaddress
 import json
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -288,3 +290,28 @@ class TestBodies:
         )
         error = fetch_error(small)
         assert "limits.max_secret_bytes" in str(error)
+
+
+def test_the_vault_source_imports_no_charset_detector(tmp_path: Path) -> None:
+    """Built in a fresh process, the Vault source loads requests without charset_normalizer or chardet,
+    warns about nothing, and a body that names no charset is read as UTF-8."""
+    (tmp_path / "token").write_text(TOKEN)
+    code = f"""
+import sys, warnings
+from pathlib import Path
+warnings.simplefilter("error")
+from injector.config.model import Config, VaultAuthConfig, VaultConfig
+from injector.sources import build_source
+auth = VaultAuthConfig(method="token", token_file=Path({str(tmp_path / "token")!r}))
+config = Config(path=None, base_dir=Path("."), output_dir=Path("out"),
+                vault=VaultConfig(address="http://127.0.0.1:9", auth=auth))
+build_source("vault", config)
+import requests
+response = requests.models.Response()
+response._content = b"\\xc3\\xa9t\\xc3\\xa9 \\xff"
+print(sys.modules.get("charset_normalizer"), sys.modules.get("chardet"), repr(response.text))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.strip() == "None None 'été \ufffd'"

@@ -6,7 +6,9 @@ Usage: ``python bench/libfloor.py [--clients] [--vault URL] [--aws URL] BACKEND�
 What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every config is a YAML file
 whose templates render in Jinja2's sandbox), then ``hvac`` for ``vault`` and ``botocore.session``
 for the AWS services: the template engine, the config parser and the clients the injector is built
-on. With ``--clients`` it also builds one client per backend the plain way (``hvac.Client(url=…)``,
+on. hvac is imported as the injector imports it: with requests' optional character-set detector
+(charset_normalizer, chardet) made unimportable, as ``injector/sources/__init__.py`` does.
+With ``--clients`` it also builds one client per backend the plain way (``hvac.Client(url=…)``,
 ``botocore.session.get_session().create_client(service, …)``), and sends no request.
 
 Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after the imports),
@@ -14,9 +16,9 @@ Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after t
 
 The imports alone are a floor: no program that uses these libraries can hold less, and no
 ``injector`` command can start faster than the process that imports them (the bench times this
-script against ``python -c pass``). The clients are not quite one: a plain botocore session keeps
-endpoint data for every AWS service (~7 MiB), which the injector's session does not
-(``injector/sources/_aws.py``), so an AWS sidecar can be below the "with clients" figure.
+script against ``python -c pass``). The clients are not one: a plain botocore session keeps the
+endpoint data of every AWS service and whole service models, which the injector's does not
+(``injector/sources/_botodata.py``), so an AWS sidecar can be below the "with clients" figure.
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ def main() -> None:
 
     aws = [b for b in backends if b != "vault"]
     if "vault" in backends:
-        import hvac
+        import warnings
+
+        sys.modules["charset_normalizer"] = sys.modules["chardet"] = None  # type: ignore[assignment]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import hvac
     if aws:
         import botocore.session
     imported = time.perf_counter()

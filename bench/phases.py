@@ -1,15 +1,18 @@
 """Where ``injector init`` spends its time, phase by phase: the evidence behind benchmark 1's ratio.
 
-Usage: ``python bench/phases.py CONFIG`` (the output folder must exist and be empty). Prints JSON.
+Usage: ``python bench/phases.py [--profile] CONFIG`` (the output folder must exist and be empty).
+Prints JSON.
 
 It does what ``runner.run_init`` does, with the same public pieces (``Engine``, ``Sink``), one
 phase after the other with a stopwatch (wall and this process's CPU) around each:
 
 1. ``import injector.cli`` (click, logging set-up) and the runner (jinja2, yaml …);
 2. load the config, compile the templates;
-3. import the Vault source (hvac, requests) and botocore;
-4. build the three sources (hvac client; two botocore clients), under cProfile, whose top cumulative
-   entries are reported too;
+3. import the Vault source (hvac, requests, loaded as the Vault source's factory loads them) and
+   botocore;
+4. build the three sources (hvac client; two botocore clients); with ``--profile``, the two
+   botocore clients are built under cProfile, whose top cumulative entries are reported (that run's
+   times include the profiler's overhead: the bench profiles its warm-up run only);
 5. fetch every reference (all backends at once, as ``Engine.fetch`` always does), render, publish.
 
 The only difference from a real init is that the sources are built before the fetch instead of
@@ -56,7 +59,7 @@ def top_cumulative(profile: cProfile.Profile, n: int) -> list[tuple[str, float]]
     return out
 
 
-def main(config_path: str) -> None:
+def main(config_path: str, profiled: bool) -> None:
     watch = Stopwatch()
     import injector.cli  # what the console script imports first
 
@@ -73,6 +76,9 @@ def main(config_path: str) -> None:
     engine.compile()
     refs = engine.static_refs()
     watch.lap(f"load config, compile {len(engine.destinations)} templates")
+    from injector.sources import _requests_without_charset_detection
+
+    _requests_without_charset_detection()
     import injector.sources.vault  # noqa: F401
 
     watch.lap("import hvac, requests")
@@ -83,7 +89,8 @@ def main(config_path: str) -> None:
     engine.source("vault")
     watch.lap("build the Vault source (hvac client)")
     profile = cProfile.Profile()
-    profile.enable()
+    if profiled:
+        profile.enable()
     engine.source("aws-sm")
     engine.source("aws-ssm")
     profile.disable()
@@ -104,7 +111,7 @@ def main(config_path: str) -> None:
         json.dumps(
             {
                 "phases": watch.phases,
-                "aws_clients_top": top_cumulative(profile, 8),
+                "aws_clients_top": top_cumulative(profile, 8) if profiled else [],
                 "total_wall": time.perf_counter() - STARTED_WALL,
                 "total_cpu": time.process_time() - STARTED_CPU,
             }
@@ -113,4 +120,4 @@ def main(config_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[-1], "--profile" in sys.argv[1:-1])

@@ -226,7 +226,7 @@ def details(r: Results) -> str:
         out += [
             f"| **total** (interpreter start not included) | {s(ph.total_wall)} | {s(ph.total_cpu)} |",
             "",
-            "cProfile of building the two botocore clients (cumulative):",
+            "cProfile of building the two botocore clients (cumulative; a separate run, the profiler slows it):",
             "",
             "```",
             *[f"{seconds * 1000:7.1f} ms  {name}" for name, seconds in ph.aws_clients_top],

@@ -243,18 +243,14 @@ _ENDPOINT_SERVICES = frozenset({"secretsmanager", "ssm", "sts", "sso", "sso-oidc
 
 
 def _lean_loader(session: Any) -> None:
-    """Gives ``session`` botocore's data loader over ``LeanFiles`` (``_botodata``): it keeps the
-    endpoint data of ``_ENDPOINT_SERVICES`` only, and of a service built by ``build_client`` only
-    the operations its source calls. Search paths (``AWS_DATA_PATH``) are botocore's own."""
-    from botocore.loaders import Loader
-
-    from injector.sources._botodata import LeanFiles
+    """Gives ``session`` the data loader of ``_botodata``: it keeps the endpoint data of
+    ``_ENDPOINT_SERVICES`` only, and of a service built by ``build_client`` only the operations its
+    source calls. Search paths (``AWS_DATA_PATH``) are botocore's own."""
+    from injector.sources._botodata import lean_loader
 
     data_path = session.get_config_variable("data_path")
     paths = [] if not data_path else [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
-    session.register_component(
-        "data_loader", Loader(extra_search_paths=paths, file_loader=LeanFiles(_ENDPOINT_SERVICES))
-    )
+    session.register_component("data_loader", lean_loader(paths, _ENDPOINT_SERVICES))
 
 
 def pin_loggers() -> None:

@@ -14,7 +14,7 @@ import pytest
 from botocore.model import ServiceModel
 
 from injector.sources._aws import _ENDPOINT_SERVICES
-from injector.sources._botodata import LeanFiles, walk_endpoints, walk_service_model
+from injector.sources._botodata import LeanFiles, lean_loader, walk_endpoints, walk_service_model
 
 DATA = Path(botocore.__file__).parent / "data"
 SSM_CALLS = {"get_parameters", "get_parameters_by_path", "close"}
@@ -141,3 +141,21 @@ def test_a_model_without_declared_calls_is_whole(tmp_path: Path) -> None:
     (folder / "service-2.json").write_text(model_text("ssm"))
     loaded = LeanFiles(_ENDPOINT_SERVICES).load_file(str(folder / "service-2"))
     assert loaded == json.loads(model_text("ssm"))
+
+
+@pytest.mark.parametrize("type_name", ["service-2", "endpoint-rule-set-1"])
+def test_services_are_listed_by_folder(type_name: str) -> None:
+    """The folder names give botocore's own list for its data, without opening each folder."""
+    from botocore.loaders import Loader
+
+    names = lean_loader([], _ENDPOINT_SERVICES).list_available_services(type_name)
+    assert {"ssm", "secretsmanager", "sqs"} <= set(names)
+    assert names == Loader().list_available_services(type_name)
+
+
+def test_an_unknown_service_is_refused_as_botocore_refuses_it() -> None:
+    """A service with no folder is unknown, with botocore's error."""
+    from botocore.exceptions import UnknownServiceError
+
+    with pytest.raises(UnknownServiceError):
+        lean_loader([], _ENDPOINT_SERVICES).load_service_model("no-such-service", "service-2")

@@ -26,6 +26,7 @@ from injector.config.model import Config, LimitsConfig, VaultAuthConfig, VaultCo
 from injector.errors import SourceError
 from injector.refs import parse_reference
 from injector.sources.vault import build_vault_source
+from injector.sources.vault_http import VaultSession
 
 pytestmark = pytest.mark.vault
 
@@ -315,3 +316,40 @@ print(sys.modules.get("charset_normalizer"), sys.modules.get("chardet"), repr(re
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.strip() == "None None 'été \ufffd'"
+
+
+def test_environment_settings_are_requests_own_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxies (with NO_PROXY) and REQUESTS_CA_BUNDLE come out as requests computes them, and the
+    environment is read once per host and settings, not at every request."""
+    import requests.sessions
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "vault.internal")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    reads: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counted(url: str, no_proxy: Any = None) -> Any:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    ours, plain = VaultSession(max_bytes=1000, max_depth=10), requests.Session()
+    urls = [
+        "https://vault.internal:8200/v1/secret/data/a",
+        "https://vault.internal:8200/v1/secret/data/b",
+        "https://other.internal:8200/v1/secret/data/a",
+        "https://other.internal:8200/v1/secret/data/b",
+    ]
+    for verify in (True, "/etc/vault/ca.pem"):
+        for url in urls:
+            expected = plain.merge_environment_settings(url, {}, True, verify, None)
+            got = ours.merge_environment_settings(url, {}, True, verify, None)
+            assert got == expected
+            got["proxies"]["https"] = "http://changed"  # a caller's change stays its own
+    assert ours.merge_environment_settings(urls[2], {}, True, True, None)["proxies"]["https"] == (
+        "http://proxy.internal:3128"
+    )
+    assert "https" not in ours.merge_environment_settings(urls[0], {}, True, True, None)["proxies"]
+    assert ours.merge_environment_settings(urls[0], {}, True, True, None)["verify"] == "/etc/ssl/bundle.pem"
+    assert len(reads) == 2 * len(urls) + 4  # requests: every call; ours: once per host and verify

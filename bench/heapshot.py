@@ -13,7 +13,8 @@ with an earlier one. What the JSON holds:
 - ``top_lines``: the 25 largest allocation sites (file:line);
 - ``grown_since_first``: the 25 sites that grew the most since the first snapshot;
 - ``modules``: every module imported by then (``bench/floor.py`` imports the same in a bare
-  interpreter: what the imports alone cost).
+  interpreter: what the imports alone cost); ``blocked``: the names the process made unimportable
+  (``sys.modules[name] is None``), which the floor blocks too.
 
 tracemalloc costs memory and CPU of its own: use it to find holders, never for the RSS figures.
 """
@@ -67,7 +68,8 @@ def describe(snapshot: tracemalloc.Snapshot, first: tracemalloc.Snapshot | None)
     out: dict[str, Any] = {
         "traced": tracemalloc.get_traced_memory()[0],
         "by_package": sorted(packages.items(), key=lambda kv: -kv[1])[:25],
-        "modules": sorted(sys.modules),
+        "modules": sorted(name for name, module in sys.modules.items() if module is not None),
+        "blocked": sorted(name for name, module in sys.modules.items() if module is None),
         "top_lines": [
             (f"{short(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size, s.count)
             for s in snapshot.statistics("lineno")[:25]

@@ -2,27 +2,27 @@
 of a file is never held in memory at once.
 
 botocore parses each data file whole, into ``OrderedDict`` objects, and a session keeps the result
-for its whole life. ``endpoints.json`` (1.2 MB) describes ~400 services; SSM's model (0.9 MB)
-describes ~150 operations, of which the SSM source calls two. Python does not give back the memory
-of a large parse once it is freed (the pools it touched stay resident), so trimming after parsing
-saves little. This loader trims *while* it parses:
+for its whole life. ``endpoints.json`` (1.2 MB) describes up to 305 services in each of its 8
+partitions; SSM's model (0.9 MB) describes 154 operations, of which the SSM source calls two.
+CPython does not give back the memory of a large parse once it is freed (the pools it touched stay
+resident), so trimming after parsing saves little. This loader trims *while* it parses:
 
-* Every file is parsed into plain dicts, which keep their order too, at half the size and in half
-  the time.
-* ``endpoints.json``: in each partition, only the ``services`` in ``services`` (the injector's and
-  those its credential providers call) are kept. The file is walked one member at a time: the entry
-  of any other service is parsed and dropped at once.
+* Every file is parsed into plain dicts, which keep their order too, in about half the memory and
+  half the time.
+* ``endpoints.json``: in each partition, only the services named when the loader is made (the
+  injector's and those its credential providers call) are kept. The file is walked one member at
+  a time: the entry of any other service is parsed and dropped at once.
 * A service model (``<service>/<version>/service-2``) whose calls were declared with
   ``keep_calls``: only those operations, and the shapes they reach. Every shape is parsed once,
   one at a time, to find what it refers to; only those reached are parsed again and kept.
 
-Listing the services (botocore checks a client's service against it) reads the data folders' names
-only; botocore also opened each of ~450 service folders to look for the file type asked for,
+Listing the services (botocore checks a client's service against it) reads the data folders'
+names only; botocore opens each of ~450 service folders to look for the file type asked for,
 ~11 ms for each of the two types a client needs.
 
 A file whose layout is not what this walk expects is parsed whole, as botocore would, and kept
-whole: correct, only not lean. Measured on idle sidecars of 100 values and on
-the 1,000-value sidecar: bench/README.md, "What was taken off".
+whole: correct, only not lean. Measured on idle sidecars of 100 values and on the 1,000-value
+sidecar: bench/README.md, "What was taken off".
 """
 
 from __future__ import annotations

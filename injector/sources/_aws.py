@@ -149,8 +149,9 @@ _SESSIONS: dict[int, tuple[Config, Any]] = {}
 
 def _shared_session(config: Config) -> Any:
     """One botocore session for both AWS sources of a config: each session walks botocore's
-    endpoint data (1.2 MB of JSON) and caches credentials, so two would do both twice. botocore's own session, not boto3's: boto3 adds ~3 MiB of imports (s3transfer,
-    resources) and nothing a client needs."""
+    endpoint data (1.2 MB of JSON) and caches credentials, so two would do both twice. botocore's
+    own session, not boto3's: boto3 adds ~3 MiB of imports (s3transfer, resources) and nothing a
+    client needs."""
     import botocore.session
 
     with _SESSION_LOCK:

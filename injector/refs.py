@@ -149,6 +149,11 @@ def parse_reference(text: str, *, where: str = "") -> Reference:
     path, key, query = _split(rest)
     if key is not None and not key:
         raise fail("empty #KEY", scheme)
+    if path != path.strip() or (key is not None and key != key.strip()):
+        raise fail("whitespace at the start or end of the path or #KEY (a typo?)", scheme)
+    if key is not None and "?" in key:
+        # Only reachable as PATH?QUERY#KEY: written PATH#KEY?QUERY, such a key would read differently.
+        raise fail("a #KEY cannot contain '?', which starts the parameters", scheme)
     params = _parse_params(query, scheme, fail)
     _check_path(scheme, path, key, fail)
     return Reference(scheme=scheme, path=path, key=key, params=params, text=raw)

@@ -163,7 +163,7 @@ def walk_service_model(text: str, calls: Collection[str]) -> dict[str, Any]:
         if name not in wanted:
             wanted.add(name)
             pending.extend(refers[name])
-    model["shapes"] = {name: _DECODER.raw_decode(text, at)[0] for name, at in shape_at.items() if name in wanted}
+    model["shapes"] = {name: _value(text, at)[0] for name, at in shape_at.items() if name in wanted}
     return model
 
 
@@ -186,13 +186,11 @@ def _shape_refs(shape: Mapping[str, Any]) -> Iterable[str]:
 # --- a JSON object, one member at a time -----------------------------------------------------------
 
 
-def _value(text: str, at: int) -> tuple[Any, int]:
-    value, end = _DECODER.raw_decode(text, at)
-    return value, end
+_value: Callable[[str, int], tuple[Any, int]] = _DECODER.raw_decode
 
 
 def _skip(text: str, at: int) -> tuple[Any, int]:
-    return _DROP, _DECODER.raw_decode(text, at)[1]
+    return _DROP, _value(text, at)[1]
 
 
 def _space(text: str, at: int) -> int:
@@ -218,7 +216,7 @@ def _object(text: str, at: int, member: Member) -> tuple[dict[str, Any], int]:
     if text[at : at + 1] == "}":
         return result, at + 1
     while True:
-        key, at = _DECODER.raw_decode(text, at)
+        key, at = _value(text, at)
         if not isinstance(key, str):
             raise ValueError(f"expected a key at offset {at}")
         at = _expect(text, _space(text, at), ":")

@@ -38,6 +38,8 @@ REDIRECTS = frozenset({301, 302, 307})
 #: Room for Vault's envelope (request_id, lease, metadata) around a value of max_secret_bytes.
 ENVELOPE_BYTES = 64 * 1024
 _CHUNK = 64 * 1024
+#: Environment settings kept per session: the Vault address, and a redirect target or two.
+_SETTINGS_KEPT = 8
 
 
 def _origin(url: str) -> str:
@@ -61,13 +63,13 @@ class VaultSession(requests.Session):
         self._settings: dict[tuple[object, ...], dict[str, Any]] = {}
 
     def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        """requests' own answer, computed once per (scheme, host, port) and arguments: it depends on
-        nothing else (the module docstring)."""
+        """requests' own answer, computed once per origin and arguments: it depends on nothing else
+        (the module docstring). At most ``_SETTINGS_KEPT`` are kept: a Vault that redirects to a new
+        host at every request cannot grow it."""
         parts = urlsplit(url)
         key = (
             parts.scheme,
-            parts.hostname,
-            parts.port,
+            parts.netloc,
             tuple(sorted(proxies.items())) if proxies else None,
             stream,
             verify,
@@ -77,6 +79,8 @@ class VaultSession(requests.Session):
         found = self._settings.get(key)
         if found is None:
             found = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if len(self._settings) >= _SETTINGS_KEPT:
+                self._settings.clear()
             self._settings[key] = found
         return {**found, "proxies": dict(found["proxies"])}
 

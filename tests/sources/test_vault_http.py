@@ -353,3 +353,13 @@ def test_environment_settings_are_requests_own_read_once_per_host(monkeypatch: p
     assert "https" not in ours.merge_environment_settings(urls[0], {}, True, True, None)["proxies"]
     assert ours.merge_environment_settings(urls[0], {}, True, True, None)["verify"] == "/etc/ssl/bundle.pem"
     assert len(reads) == 2 * len(urls) + 4  # requests: every call; ours: once per host and verify
+
+
+def test_environment_settings_stay_bounded_under_redirects_to_new_hosts() -> None:
+    """A Vault that sends every request to a new host cannot grow what a session keeps."""
+    from injector.sources.vault_http import _SETTINGS_KEPT
+
+    session = VaultSession(max_bytes=1000, max_depth=10)
+    for n in range(200):
+        session.merge_environment_settings(f"https://node{n}.vault.internal:8200/v1/x", {}, True, True, None)
+        assert len(session._settings) <= _SETTINGS_KEPT

@@ -427,6 +427,19 @@ def test_every_module_has_a_current_pyc(rootfs: Path) -> None:
     assert not stale
 
 
+def test_the_venv_bytecode_has_no_docstrings_and_help_still_works(podman: Podman, built: Build) -> None:
+    """The venv's modules (injector's, botocore's) load without docstrings, the standard library's
+    with theirs, Python runs at its default level, and `--help` still says what each command does."""
+    script = (
+        "import sys, json, injector.errors, botocore.session; "
+        "print(sys.flags.optimize, injector.errors.__doc__ is None, botocore.session.Session.__doc__ is None, "
+        "json.__doc__ is None)"
+    )
+    flags = ok(run(podman, built, None, "-c", script, flags=("--entrypoint", "python3")))
+    assert flags.split() == ["0", "True", "True", "False"]
+    assert "Render every template once into output_dir" in ok(run(podman, built, None, "init", "--help"))
+
+
 @pytest.mark.vault
 @pytest.mark.aws
 def test_a_run_writes_no_bytecode(

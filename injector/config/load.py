@@ -7,7 +7,6 @@ unknown keys) and the per-section parsers.
 
 from __future__ import annotations
 
-import difflib
 import os
 import posixpath
 import signal
@@ -257,6 +256,8 @@ class _Fields:
         unknown = sorted(set(self.raw) - self._seen, key=str)
         if unknown:
             key = str(unknown[0])
+            import difflib  # only for this error: 0.2 MiB a running sidecar need not hold
+
             close = difflib.get_close_matches(key, sorted(self._seen), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(self._seen))}"
             raise ConfigError(f"{self.path(key)}: unknown key{hint}")

@@ -111,7 +111,7 @@ def run_injector(config: Path, out: Path, state: Path, backends: Backends) -> In
     cpu0 = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
-        [INJECTOR, "init", "-c", str(config), "--output-dir", str(out)],
+        [INJECTOR, "init", "--config", str(config), "--output-dir", str(out)],
         capture_output=True,
         text=True,
         env=env,

@@ -150,7 +150,7 @@ def run(
         _fresh(out, state)
         started = time.perf_counter()
         proc = subprocess.run(
-            [INJECTOR, "init", "-c", str(no_aws), "--output-dir", str(out)],
+            [INJECTOR, "init", "--config", str(no_aws), "--output-dir", str(out)],
             capture_output=True,
             text=True,
             env=env,
@@ -171,7 +171,7 @@ def run(
             _fresh(out, state)
             started = time.perf_counter()
             subprocess.run(
-                [INJECTOR, "init", "-c", str(small_config), "--output-dir", str(out)],
+                [INJECTOR, "init", "--config", str(small_config), "--output-dir", str(out)],
                 capture_output=True,
                 env=env,
                 timeout=120,
@@ -184,7 +184,7 @@ def run(
                 pythons.append(time.perf_counter() - middle)
         result.small_init_wall, result.python_wall = median(inits), median(pythons)
         result.small_floor = library_floor(("vault",), clients=True, runs=runs, vault=backends.vault_address)
-    init = ["-m", "injector", "init", "-c", str(no_aws), "--output-dir", str(out)]
+    init = ["-m", "injector", "init", "--config", str(no_aws), "--output-dir", str(out)]
     result.no_aws = _imports(init, out, state, env, import_runs)
     result.with_aws = _imports([str(BENCH / "phases.py"), str(with_aws)], out, state, env, import_runs)
     backends.set_latency(0.0)

@@ -213,7 +213,7 @@ def run_mode(
             with (work / f"pod{pod:02d}" / "sidecar.log").open("wb") as out:
                 procs.append(
                     subprocess.Popen(
-                        [INJECTOR, "sidecar", "-c", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
+                        [INJECTOR, "sidecar", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT, env=env
                     )
                 )
         spawn_span = time.monotonic() - spawn

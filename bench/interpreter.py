@@ -9,8 +9,9 @@ How: for each suite, the image's base (tests/helpers/image.py: Debian minbase wi
 python3-venv and ca-certificates, made by mmdebstrap from this machine's mirrors, cached in
 /var/tmp/injector-image-test) is unpacked into a folder, and the commit at HEAD is installed into
 ``/opt/injector`` there as the Dockerfile does (a venv; its pip installs the package and its
-dependencies from PyPI). Every process below runs in that root (``chroot``), with /proc, /dev and
-the bench's /tmp mounted in, against the bench's dev Vault and moto on 127.0.0.1:
+dependencies from PyPI; the bytecode is compiled again at optimization level 2). Every process
+below runs in that root (``chroot``), with /proc, /dev and the bench's /tmp mounted in, against
+the bench's dev Vault and moto on 127.0.0.1:
 
 - idle sidecars of 100 values (Vault only, and mixed: Vault + Secrets Manager + SSM), 10 s after
   /readyz, max VmRSS of 10 samples, as in ``make bench``;
@@ -56,7 +57,7 @@ from tests.helpers import image  # noqa: E402
 ROOTS = Path("/var/tmp/injector-interpreters")
 VENV = "/opt/injector"
 CHROOT = shutil.which("chroot", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])) or "chroot"
-PACKAGES = ("hvac", "botocore", "jinja2", "pyyaml", "click", "prometheus-client", "requests", "urllib3")
+PACKAGES = ("hvac", "botocore", "jinja2", "pyyaml", "click", "requests", "urllib3")
 
 
 def run(*argv: str, timeout: float = 600) -> str:
@@ -96,7 +97,16 @@ def prepare(suite: str) -> Path:
     if image.HOST_CA_BUNDLE.is_file():
         shutil.copy(image.HOST_CA_BUNDLE, root / "opt" / "host-ca.crt")
         env["PIP_CERT"] = "/opt/host-ca.crt"
-    install = f"python3 -m venv {VENV} && {VENV}/bin/pip install --quiet '/src[webhook]'"
+    # the Dockerfile's step 4: the venv's bytecode again, at optimization level 2, in place of pip's
+    recompile = (
+        "import importlib.util as u, pathlib, py_compile; "
+        "[py_compile.compile(str(f), cfile=u.cache_from_source(str(f)), optimize=2, doraise=True) "
+        f"for f in pathlib.Path('{VENV}/lib').rglob('*.py')]"
+    )
+    install = (
+        f"python3 -m venv {VENV} && {VENV}/bin/pip install --quiet '/src[webhook]' "
+        f'&& {VENV}/bin/python -c "{recompile}"'
+    )
     subprocess.run([CHROOT, str(root), "sh", "-c", install], env=clean_env(**env), check=True, timeout=900)
     (root / "ready").write_text(commit)
     return root
@@ -165,7 +175,7 @@ def small_init(root: Path, backends: Backends, scratch: Path, tmpfs: bool) -> tu
     out, state = work / "out", work / "state"
     config = SMALL_INIT.config(backends, folder=work / "config", output_dir=out, tmpfs=tmpfs, state_dir=state)
     env = clean_env(VAULT_TOKEN=backends.root_token)
-    init = [CHROOT, str(root), f"{VENV}/bin/injector", "init", "-c", str(config), "--output-dir", str(out)]
+    init = [CHROOT, str(root), f"{VENV}/bin/injector", "init", "--config", str(config), "--output-dir", str(out)]
     python = [CHROOT, str(root), f"{VENV}/bin/python", "-c", "pass"]
     floor = [CHROOT, str(root), f"{VENV}/bin/python", "-m", "libfloor", "vault", "--clients"]
     inits, pythons, floors = [], [], []

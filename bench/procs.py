@@ -17,7 +17,11 @@ from common import BENCH, INJECTOR, PYTHON, child_env, free_port, http_status, w
 
 
 class Sidecar:
-    """``injector sidecar -c CONFIG --health-address 127.0.0.1:PORT`` with the given env.
+    """``injector sidecar --config CONFIG --health-address 127.0.0.1:PORT`` with the given env.
+
+    Long options, as deploy/ and the webhook write them: click handles a short option such as
+    ``-c`` by first failing to match it as a long one, and the error it builds for that imports
+    ``difflib`` (0.2 MiB, ~1 ms) into a process that would not otherwise import it.
 
     ``launcher``: what runs the ``injector`` arguments (default: the console script), e.g.
     ``[python, bench/heapshot.py, FIFO, DIR, "--"]``.
@@ -34,7 +38,7 @@ class Sidecar:
                 [
                     *(launcher or [INJECTOR]),
                     "sidecar",
-                    "-c",
+                    "--config",
                     str(config),
                     "--health-address",
                     f"127.0.0.1:{self.port}",

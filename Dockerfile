@@ -32,7 +32,10 @@ COPY injector ./injector
 #    pyproject.toml asks for) and installs it with its dependencies. pip byte-compiles everything
 #    it installs (step 4 compiles it again), so nothing needs to write .pyc files at run time.
 #    The webhook extra (jsonpatch, ~0.1 MB) is in: deploy/webhook runs `injector webhook` from this image.
-# 2. pip and setuptools leave the venv: nothing is installed at run time.
+# 2. pip and setuptools leave the venv: nothing is installed at run time. So does charset-normalizer
+#    (0.9 MB), which requests would use to guess the encoding of a body that names none: the
+#    injector makes it unimportable before it imports requests (Vault answers UTF-8 JSON), so it is
+#    never loaded, and requests falls back to UTF-8 without it.
 # 3. botocore ships the API model of every AWS service (~28 MB, the largest part of the venv); the
 #    injector calls Secrets Manager and SSM, and STS for IRSA (AssumeRoleWithWebIdentity). The
 #    top-level files (endpoints, partitions, retry rules) stay. A credential source needing another
@@ -45,7 +48,7 @@ COPY injector ./injector
 #    `injector --help` does not come from docstrings.
 RUN python3 -m venv /opt/injector \
  && /opt/injector/bin/pip install '.[webhook]' \
- && /opt/injector/bin/pip uninstall --yes pip setuptools \
+ && /opt/injector/bin/pip uninstall --yes charset-normalizer pip setuptools \
  && if [ "${BOTOCORE_SERVICES}" != all ]; then \
       for model in /opt/injector/lib/python3*/site-packages/botocore/data/*/; do \
         case " ${BOTOCORE_SERVICES} " in *" $(basename "$model") "*) ;; *) rm -r "$model" ;; esac; \

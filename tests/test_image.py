@@ -391,9 +391,10 @@ def test_no_compiler_in_the_image(rootfs: Path) -> None:
 
 
 def test_no_pip_or_setuptools_in_the_venv(rootfs: Path) -> None:
-    """The venv has neither pip nor setuptools (nor their scripts): nothing installs at run time."""
+    """The venv has neither pip nor setuptools (nor their scripts): nothing installs at run time; nor
+    charset-normalizer, which the injector never loads."""
     packages = image.site_packages(rootfs)
-    installers = re.compile(r"(pip|setuptools|_distutils_hack|pkg_resources)(-.*\.dist-info)?")
+    installers = re.compile(r"(pip|setuptools|_distutils_hack|pkg_resources|charset_normalizer)(-.*\.dist-info)?")
     assert not [p.name for p in packages.iterdir() if installers.fullmatch(p.name)]
     assert not [p.name for p in (rootfs / "opt/injector/bin").iterdir() if p.name.startswith(("pip", "easy_install"))]
     assert (rootfs / "opt/injector/bin/injector").is_file()

@@ -125,7 +125,7 @@ def byte_compile(package: Path) -> None:
     ``PYTHONDONTWRITEBYTECODE`` set (some machines set it for every process) a module nobody
     compiled is compiled again, in memory, by every process that imports it: about 50 ms more for
     each ``injector`` start, which no installed copy pays. The first run compiles the libraries
-    (about a minute); later runs find them current."""
+    (about 20 s); later runs find them current."""
     import sysconfig
 
     global _compiled_libraries
@@ -155,7 +155,8 @@ def _compile_tree(tree: Path, *, optimize: int, skip: re.Pattern[str] | None = N
         target = Path(importlib.util.cache_from_source(str(source)))
         info = source.stat()
         try:
-            header = target.read_bytes()[8:16]
+            with target.open("rb") as pyc:
+                header = pyc.read(16)[8:16]
         except OSError:
             header = b""
         if header == struct.pack("<II", int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF):

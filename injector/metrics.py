@@ -2,8 +2,7 @@
 
 Each :class:`~injector.modes.sidecar.Sidecar` owns a :class:`Registry` and renders it on ``/metrics``::
 
-    registry = Registry()
-    metrics = standard_metrics(registry, sources=lambda: engine.sources)
+    metrics = standard_metrics(registry := Registry(), sources=lambda: engine.sources)
     metrics.renders.labels(template="app.env").inc()
     registry.render()
 
@@ -34,6 +33,7 @@ import copy
 import math
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal, Protocol, Self
@@ -308,7 +308,7 @@ class Histogram(_Metric):
         return samples
 
 
-class _FromSources:
+class _FromSources(ABC):
     """A counter family read from the sources at scrape time: :meth:`_counts` reads one source."""
 
     family: ClassVar[Family]
@@ -316,8 +316,9 @@ class _FromSources:
     def __init__(self, sources: Callable[[], Mapping[str, object]]) -> None:
         self._sources = sources
 
+    @abstractmethod
     def _counts(self, scheme: str, source: object) -> list[tuple[dict[str, str], float]]:
-        raise NotImplementedError
+        """The (labels, count) pairs of one source; none for a source that does not count."""
 
     def describe(self) -> list[Family]:
         return [self.family]

@@ -107,7 +107,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     tracemalloc.start()
     threading.Thread(target=serve, args=(fifo, Path(outdir)), name="heapshot", daemon=True).start()
-    from injector.cli import main as injector_main
+    from injector.__main__ import main as injector_main
 
     sys.argv = ["injector", *args]
     injector_main()

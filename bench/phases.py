@@ -6,7 +6,8 @@ Prints JSON.
 It does what ``runner.run_init`` does, with the same public pieces (``Engine``, ``Sink``), one
 phase after the other with a stopwatch (wall and this process's CPU) around each:
 
-1. ``import injector.cli`` (click, logging set-up) and the runner (jinja2, yaml …);
+1. ``import injector.commands`` (what the console script imports to read a pod's command line:
+   logging set-up, no click) and the runner (jinja2, yaml …);
 2. load the config, compile the templates;
 3. import the Vault source (hvac, requests, loaded as the Vault source's factory loads them) and
    botocore;
@@ -61,9 +62,9 @@ def top_cumulative(profile: cProfile.Profile, n: int) -> list[tuple[str, float]]
 
 def main(config_path: str, profiled: bool) -> None:
     watch = Stopwatch()
-    import injector.cli  # what the console script imports first
+    import injector.commands  # what the console script imports first for `init --config FILE`
 
-    watch.lap("import injector.cli (click …)")
+    watch.lap("import injector.commands")
     from injector.config.load import load_config
     from injector.engine import Engine
     from injector.sink import Sink

@@ -6,26 +6,22 @@ and the exit code of its class, so an init container's failure reads well in ``k
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from injector import __version__
-from injector.errors import ConfigError, InjectorError
+from injector.commands import OPTIONS, OVERRIDES, exit_codes, run_init, run_sidecar, start_up
+from injector.errors import ConfigError
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from injector.process.hygiene import make_undumpable
-from injector.redact import escape_controls, scrub
-from injector.units import format_duration, parse_duration
+from injector.units import parse_duration
 
 __all__ = ["cli", "main"]
-
-logger = logging.getLogger("injector")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,16 +46,16 @@ def logging_options(func: F) -> F:
     func = click.option(
         "--log-level",
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
-        default="info",
-        envvar="INJECTOR_LOG_LEVEL",
+        default=OPTIONS["--log-level"][3],
+        envvar=OPTIONS["--log-level"][1],
         show_default=True,
         help="Least severe level logged.",
     )(func)
     return click.option(
         "--log-format",
         type=click.Choice(LOG_FORMATS),
-        default="text",
-        envvar="INJECTOR_LOG_FORMAT",
+        default=OPTIONS["--log-format"][3],
+        envvar=OPTIONS["--log-format"][1],
         show_default=True,
         help="text for people, json for log pipelines.",
     )(func)
@@ -70,7 +66,7 @@ def config_options(func: F) -> F:
     func = click.option(
         "--output-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar="INJECTOR_OUTPUT_DIR",
+        envvar=OPTIONS["--output-dir"][1],
         help="Override output_dir (the in-memory volume shared with the app).",
     )(func)
     return click.option(
@@ -78,7 +74,7 @@ def config_options(func: F) -> F:
         "-c",
         "config_path",
         required=True,
-        envvar="INJECTOR_CONFIG",
+        envvar=OPTIONS["--config"][1],
         type=click.Path(dir_okay=False, path_type=Path),
         help="The YAML config file (env: INJECTOR_CONFIG).",
     )(func)
@@ -91,20 +87,15 @@ def _flag_overrides(**params: Any) -> dict[str, str]:
     environment only fills what the file leaves out (``apply_env``), as the README says.
     """
     ctx = click.get_current_context()
-    keys = {"output_dir": "output_dir", "health_address": "health.address"}
     return {
-        keys[name]: str(value)
+        OVERRIDES[name]: str(value)
         for name, value in params.items()
         if value is not None and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
     }
 
 
 def _load(config_path: Path, output_dir: Path | None, log_level: str, log_format: str) -> Any:
-    configure_logging(log_level, log_format)
-    make_undumpable()
-    from injector.config.load import load_config
-
-    return load_config(config_path, overrides=_flag_overrides(output_dir=output_dir))
+    return start_up(log_level, log_format, config_path, _flag_overrides(output_dir=output_dir))
 
 
 # Help texts are arguments, not docstrings: the image's bytecode has no docstrings (compiled at
@@ -137,21 +128,19 @@ def cli() -> None:
 @click.option(
     "--timeout",
     type=DURATION,
-    default="2m",
+    default=OPTIONS["--timeout"][3],
     show_default=True,
-    envvar="INJECTOR_INIT_TIMEOUT",
+    envvar=OPTIONS["--timeout"][1],
     help="Give up (non-zero exit) when transient errors last this long.",
 )
 @logging_options
 def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: str, log_format: str) -> None:
-    config = _load(config_path, output_dir, log_level, log_format)
-    from injector.modes.init import run_init
-
-    result = run_init(config, timeout=timeout)
-    click.echo(
-        f"injector: rendered {result.files} file(s) from {result.references} reference(s) into "
-        f"{config.output_dir} in {format_duration(result.elapsed)} ({len(result.changed)} changed)",
-        err=True,
+    run_init(
+        config_path=config_path,
+        timeout=timeout,
+        log_level=log_level,
+        log_format=log_format,
+        overrides=_flag_overrides(output_dir=output_dir),
     )
 
 
@@ -166,12 +155,12 @@ def init(config_path: Path, output_dir: Path | None, timeout: float, log_level: 
 @click.option(
     "--revoke-on-exit",
     is_flag=True,
-    envvar="INJECTOR_REVOKE_ON_EXIT",
+    envvar=OPTIONS["--revoke-on-exit"][1],
     help="On SIGTERM, revoke the Vault leases and token instead of leaving them to expire.",
 )
 @click.option(
     "--health-address",
-    envvar="INJECTOR_HEALTH_ADDRESS",
+    envvar=OPTIONS["--health-address"][1],
     help="Override health.address (HOST:PORT of /healthz, /readyz, /metrics).",
 )
 @logging_options
@@ -183,14 +172,13 @@ def sidecar(
     log_level: str,
     log_format: str,
 ) -> None:
-    configure_logging(log_level, log_format)
-    make_undumpable()
-    from injector.config.load import load_config
-    from injector.modes.sidecar import Sidecar
-
-    config = load_config(config_path, overrides=_flag_overrides(output_dir=output_dir, health_address=health_address))
-    code = Sidecar(config, revoke_on_exit=revoke_on_exit).run()
-    sys.exit(code)
+    run_sidecar(
+        config_path=config_path,
+        revoke_on_exit=revoke_on_exit,
+        log_level=log_level,
+        log_format=log_format,
+        overrides=_flag_overrides(output_dir=output_dir, health_address=health_address),
+    )
 
 
 @cli.command(
@@ -214,20 +202,20 @@ def sidecar(
 @click.option(
     "--timeout",
     type=DURATION,
-    default="2m",
+    default=OPTIONS["--timeout"][3],
     show_default=True,
-    envvar="INJECTOR_INIT_TIMEOUT",
+    envvar=OPTIONS["--timeout"][1],
     help="Give up before starting CMD when transient errors of the first render last this long.",
 )
 @click.option(
     "--revoke-on-exit",
     is_flag=True,
-    envvar="INJECTOR_REVOKE_ON_EXIT",
+    envvar=OPTIONS["--revoke-on-exit"][1],
     help="Once CMD has stopped, revoke the Vault leases and token instead of leaving them to expire.",
 )
 @click.option(
     "--health-address",
-    envvar="INJECTOR_HEALTH_ADDRESS",
+    envvar=OPTIONS["--health-address"][1],
     help="Override health.address (HOST:PORT of /healthz, /readyz, /metrics).",
 )
 @logging_options
@@ -523,40 +511,16 @@ def _read(stream: TextIO | None) -> str:
     return stream.read() if stream is not None else ""
 
 
-def _exit_now(code: int) -> NoReturn:
-    """Exits with ``code`` at once. After an error a backend thread may still be inside a client
-    retry (botocore sleeps in its own loop); the normal exit would wait for it, past the deadline
-    the user set. Output is flushed first; injector keeps nothing that needs atexit handlers."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
-
-
 def main() -> None:
-    """The console script: run the CLI and turn errors into one line and an exit code."""
-    try:
-        cli.main(standalone_mode=False)
-    except InjectorError as exc:
-        message = escape_controls(scrub(str(exc)))
-        logger.debug("exiting with %s (code %d)", type(exc).__name__, exc.exit_code)
-        click.echo(f"injector: error: {message}", err=True)
-        _exit_now(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("injector: aborted", err=True)
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:
-        logger.debug("unexpected error", exc_info=True)
-        click.echo(
-            f"injector: internal error: {type(exc).__name__}: {escape_controls(scrub(str(exc)))} "
-            "(please report it; run with --log-level debug for details)",
-            err=True,
-        )
-        sys.exit(ConfigError.exit_code - 1)
+    """Runs any command line through click; errors become one line and an exit code."""
+    with exit_codes():
+        try:
+            cli.main(standalone_mode=False)
+        except click.exceptions.Abort:
+            click.echo("injector: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)

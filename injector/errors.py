@@ -1,6 +1,6 @@
 """The whole error hierarchy of injector, with one exit code per class.
 
-Only ``injector.cli`` turns these into exit codes. Every other module raises them, and maps
+Only ``injector.commands`` turns these into exit codes. Every other module raises them, and maps
 third-party exceptions (hvac, botocore, OSError, jinja2) onto them once, at its own boundary, with
 ``raise ... from exc``. Exit codes start at 10, clear of click's 1 (abort) and 2 (usage), so that
 an init container's exit code in ``kubectl describe pod`` says what kind of thing failed.

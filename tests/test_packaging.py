@@ -56,7 +56,7 @@ def test_demo_without_devvault_says_how_to_install_it() -> None:
     """`injector demo` where devvault is not installed exits 11 with the one command that installs it."""
     code = (
         "import sys; sys.modules['devvault'] = None; sys.argv = ['injector', 'demo']; "
-        "from injector.cli import main; main()"
+        "from injector.__main__ import main; main()"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 11

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import ipaddress
 import json
 import ssl
@@ -17,6 +18,7 @@ from typing import Any
 
 import hvac
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,7 +28,7 @@ from injector.config.model import Config, LimitsConfig, VaultAuthConfig, VaultCo
 from injector.errors import SourceError
 from injector.refs import parse_reference
 from injector.sources.vault import build_vault_source
-from injector.sources.vault_http import VaultSession
+from injector.sources.vault_http import SharedTLS, VaultSession
 
 pytestmark = pytest.mark.vault
 
@@ -43,8 +45,9 @@ class Tls:
     key_file: Path
 
 
-def make_tls(folder: Path) -> Tls:
-    """A self-signed CA and a server certificate for 127.0.0.1 signed by it."""
+def make_tls(folder: Path, dns_name: str | None = None) -> Tls:
+    """A self-signed CA and a server certificate for 127.0.0.1 (or only ``dns_name``) signed by it."""
+    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redirect test CA")])
@@ -68,7 +71,12 @@ def make_tls(folder: Path) -> Tls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(dns_name) if dns_name else x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     cert_file, key_file = folder / "server.pem", folder / "server.key"
@@ -363,3 +371,129 @@ def test_environment_settings_stay_bounded_under_redirects_to_new_hosts() -> Non
     for n in range(200):
         session.merge_environment_settings(f"https://node{n}.vault.internal:8200/v1/x", {}, True, True, None)
         assert len(session._settings) <= _SETTINGS_KEPT
+
+
+# --- TLS: one context per CA bundle -------------------------------------------------------------
+
+
+def ok(path: str) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, b'{"data": {}}'
+
+
+def tls_contexts_of(sessions: list[requests.Session]) -> list[ssl.SSLContext]:
+    """The contexts of the TLS connections the sessions' https pools keep."""
+    contexts = []
+    for session in sessions:
+        for pool in session.get_adapter("https://x").poolmanager.pools._container.values():
+            contexts += [conn.sock.context for conn in list(pool.pool.queue) if conn is not None and conn.sock]
+    return contexts
+
+
+def client_sockets() -> list[ssl.SSLSocket]:
+    """This process's connected client-side TLS sockets."""
+    found = []
+    for o in gc.get_objects():
+        if isinstance(o, ssl.SSLSocket) and not o.server_side and o.fileno() != -1:
+            try:
+                o.getpeername()
+            except OSError:
+                continue
+            found.append(o)
+    return found
+
+
+class TestSharedTls:
+    def test_every_connection_of_every_session_shares_one_context(self, serve, tmp_path: Path):
+        """Eight sessions, eight TLS connections at once, one SSLContext; requests' would be eight."""
+        tls = make_tls(tmp_path / "tls")
+        (tmp_path / "ca.pem").write_bytes(tls.ca_pem)
+        server = serve(ok, tls)
+        shared = SharedTLS()
+        ours = [VaultSession(max_bytes=1000, max_depth=10, tls=shared) for _ in range(8)]
+        plain = [requests.Session() for _ in range(8)]
+        def get(session: requests.Session, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            assert session.get(server.url + "/v1/sys/health", verify=str(tmp_path / "ca.pem")).status_code == 200
+
+        for sessions in (ours, plain):
+            barrier = threading.Barrier(len(sessions))
+            threads = [threading.Thread(target=get, args=(s, barrier)) for s in sessions]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        mine, theirs = tls_contexts_of(ours), tls_contexts_of(plain)
+        assert len(mine) == len(theirs) == 8
+        assert len({id(c) for c in mine}) == 1
+        assert mine[0] is shared.context(str(tmp_path / "ca.pem"), None)
+        assert len({id(c) for c in theirs}) == 8  # what the shared context saves: 7 bundles
+        for session in ours:  # and no new connection loads the bundle into it again
+            for pool in session.get_adapter("https://x").poolmanager.pools._container.values():
+                assert (pool.ca_certs, pool.ca_cert_dir, pool.cert_file) == (None, None, None)
+                assert pool.conn_kw["ssl_context"] is mine[0]
+
+    def test_the_source_shares_it_across_its_worker_threads(self, serve, tmp_path: Path):
+        """A Vault source fetching 20 references over TLS at once keeps one context for all of them."""
+        tls = make_tls(tmp_path / "tls")
+        (tmp_path / "ca.pem").write_bytes(tls.ca_pem)
+
+        def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+            if "lookup-self" in path:
+                body = {"data": {"ttl": 0, "policies": ["root"], "accessor": "a"}}
+            elif "sys/internal/ui/mounts" in path:
+                body = {"data": {"path": "secret/", "type": "kv", "options": {"version": "1"}}}
+            else:
+                body = {"data": {"v": "x"}}
+            return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+        server = serve(answer, tls)
+        source = build_vault_source(config_for(tmp_path, server.url, tmp_path / "ca.pem"))
+        try:
+            refs = [parse_reference(f"vault:secret/app{n}#v") for n in range(20)]
+            results = source.fetch(refs)
+            assert all(not isinstance(r, Exception) for r in results.values()), results
+            port = int(server.url.rsplit(":", 1)[1])
+            ours = [sock.context for sock in client_sockets() if sock.getpeername()[1] == port]
+            assert len(ours) >= 2
+            assert len({id(c) for c in ours}) == 1
+        finally:
+            source.close()
+
+    def test_the_host_name_is_still_checked(self, serve, tmp_path: Path):
+        """A certificate from the trusted CA but for another name is refused, as requests refuses it."""
+        tls = make_tls(tmp_path / "tls", dns_name="vault.other.example")
+        (tmp_path / "ca.pem").write_bytes(tls.ca_pem)
+        server = serve(ok, tls)
+        for session in (VaultSession(max_bytes=1000, max_depth=10), requests.Session()):
+            with pytest.raises(requests.exceptions.SSLError, match=r"match|mismatch"):
+                session.get(server.url + "/v1/sys/health", verify=str(tmp_path / "ca.pem"))
+
+    def test_a_server_from_another_ca_is_refused(self, serve, tmp_path: Path):
+        """Verification uses the given bundle only: a server signed by another CA fails the handshake."""
+        server = serve(ok, make_tls(tmp_path / "tls"))
+        (tmp_path / "other.pem").write_bytes(make_tls(tmp_path / "other").ca_pem)
+        for verify in (str(tmp_path / "other.pem"), True):
+            with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+                VaultSession(max_bytes=1000, max_depth=10).get(server.url + "/v1/sys/health", verify=verify)
+
+    def test_a_missing_bundle_fails_as_requests_fails(self, serve, tmp_path: Path):
+        """A CA bundle that does not exist gets requests' own error, word for word."""
+        server = serve(ok, make_tls(tmp_path / "tls"))
+        errors = []
+        for session in (VaultSession(max_bytes=1000, max_depth=10), requests.Session()):
+            with pytest.raises(OSError, match="CA certificate bundle") as caught:
+                session.get(server.url + "/v1/sys/health", verify=str(tmp_path / "missing.pem"))
+            errors.append((type(caught.value), str(caught.value)))
+        assert errors[0] == errors[1]
+        assert "Could not find a suitable TLS CA certificate bundle" in errors[0][1]
+
+    def test_kept_contexts_stay_bounded(self, tmp_path: Path):
+        """However many bundles are asked for, a handful of contexts is kept."""
+        from injector.sources.vault_http import _SETTINGS_KEPT
+
+        shared = SharedTLS()
+        ca = make_tls(tmp_path / "tls").ca_pem
+        for n in range(20):
+            (tmp_path / f"ca{n}.pem").write_bytes(ca)
+            assert shared.context(str(tmp_path / f"ca{n}.pem"), None) is not None
+            assert len(shared._contexts) <= _SETTINGS_KEPT

@@ -8,6 +8,11 @@
   ``AmazonSSM.GetParameters``; the ``Action`` of a query-protocol call). Wrapping the app, not
   proxying the socket, means no extra hop: Vault and AWS both see "sleep, then serve", in-server.
 
+With ``Backends(tls=True)`` both serve https, each from a certificate of a CA of its own, and
+``ca_bundle`` is a file of certifi's public CA bundle with those two CAs appended: what a pod loads
+that trusts the public CAs (AWS's clients do by default, and so does a Vault with a public
+certificate), so the TLS cost measured is the one a pod pays.
+
 Both servers run in threads of the bench process. Their own processing time (moto's above all,
 ~1-3 ms per call on this machine) comes on top of the injected delay, for the injector and the
 baseline alike.
@@ -16,10 +21,13 @@ baseline alike.
 from __future__ import annotations
 
 import logging
+import ssl
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -66,21 +74,24 @@ class DelayAndCount:
 
 
 class DelayedMoto:
-    """moto behind ``DelayAndCount`` on 127.0.0.1, in a daemon thread."""
+    """moto behind ``DelayAndCount`` on 127.0.0.1, in a daemon thread (https with ``ssl_context``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         # werkzeug logs every request at INFO.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.middleware = DelayAndCount(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server("127.0.0.1", 0, self.middleware, threaded=True, request_handler=MotoRequestHandler)
+        self._server = make_server(
+            "127.0.0.1", 0, self.middleware, threaded=True, request_handler=MotoRequestHandler, ssl_context=ssl_context
+        )
+        self._scheme = "https" if ssl_context is not None else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> DelayedMoto:
         self._thread.start()
@@ -93,11 +104,29 @@ class DelayedMoto:
 
 
 class Backends:
-    """Both backends, one delay knob, and the server-side call counts."""
+    """Both backends, one delay knob, and the server-side call counts (over https with ``tls``)."""
 
-    def __init__(self) -> None:
-        self.vault = DevVault().start()
-        self.moto = DelayedMoto().start()
+    def __init__(self, *, tls: bool = False) -> None:
+        self.vault = DevVault(tls=tls).start()
+        self.ca_bundle: str | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        context = None
+        if tls:
+            import certifi
+
+            self._folder = tempfile.TemporaryDirectory(prefix="injector-bench-tls-")
+            context, moto_ca = _server_context(Path(self._folder.name))
+            bundle = Path(self._folder.name) / "bundle.pem"
+            bundle.write_text(Path(certifi.where()).read_text() + "\n" + (self.vault.ca_pem or "") + moto_ca)
+            self.ca_bundle = str(bundle)
+        self.moto = DelayedMoto(context).start()
+
+    def client_env(self) -> dict[str, str]:
+        """What an ``injector`` process is given: the token and, over TLS, the CA bundle."""
+        env = {"VAULT_TOKEN": self.root_token}
+        if self.ca_bundle is not None:
+            env.update(VAULT_CACERT=self.ca_bundle, AWS_CA_BUNDLE=self.ca_bundle)
+        return env
 
     @property
     def vault_address(self) -> str:
@@ -136,6 +165,25 @@ class Backends:
     def close(self) -> None:
         self.moto.stop()
         self.vault.stop()
+        if self._folder is not None:
+            self._folder.cleanup()
+
+
+def _server_context(folder: Path) -> tuple[ssl.SSLContext, str]:
+    """A server context for 127.0.0.1 from a new CA (made as the dev Vault makes its own), and its PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from devvault.certs import issue, make_ca, new_key, private_pem
+
+    now = time.time()
+    ca = make_ca("injector bench moto CA", now=now, ttl=86400)
+    key = new_key("ec")
+    cert = issue(ca, common_name="localhost", dns_names=["localhost"], ip_sans=["127.0.0.1"], now=now, ttl=86400,
+                 key=key)
+    (folder / "moto.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "moto.key").write_text(private_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "moto.pem", folder / "moto.key")
+    return context, ca.pem
 
 
 def _fold(path: str) -> str:

@@ -130,7 +130,7 @@ def idle(
     work = scratch.root / f"idle-{dataset.prefix}"
     config = _idle_config(backends, dataset, scratch, f"idle-{dataset.prefix}")
     result = Idle(seconds=seconds, label=label, values=dataset.size)
-    with Sidecar(config, work / "sidecar.log", {"VAULT_TOKEN": backends.root_token}) as sidecar:
+    with Sidecar(config, work / "sidecar.log", backends.client_env()) as sidecar:
         sidecar.wait_ready()
         time.sleep(settle)
         pid = sidecar.pid
@@ -160,7 +160,7 @@ def holders(backends: Backends, dataset: Dataset, scratch: Scratch, *, label: st
         heap = Path(tmp)
         os.mkfifo(heap / "fifo")
         launcher = [PYTHON, str(BENCH / "heapshot.py"), str(heap / "fifo"), str(heap), "--"]
-        env = {"VAULT_TOKEN": backends.root_token}
+        env = backends.client_env()
         with Sidecar(config, scratch.root / name / "sidecar.log", env, launcher=launcher) as sidecar:
             sidecar.wait_ready()
             time.sleep(settle)
@@ -198,7 +198,7 @@ def busy(backends: Backends, dataset: Dataset, scratch: Scratch, *, latency: flo
     )
     result = Busy(size=dataset.size, templates=dataset.templates, ideal=dataset.ideal_calls())
     backends.set_latency(latency)
-    with Sidecar(config, work / "sidecar.log", {"VAULT_TOKEN": backends.root_token}) as sidecar:
+    with Sidecar(config, work / "sidecar.log", backends.client_env()) as sidecar:
         result.ready = sidecar.wait_ready()
         # 1. a cycle with nothing changed
         backends.reset_counts()

@@ -114,15 +114,16 @@ class Dataset:
         import boto3
         import hvac
 
-        vault = hvac.Client(url=backends.vault_address, token=backends.root_token, timeout=10)
+        verify = backends.ca_bundle
+        vault = hvac.Client(url=backends.vault_address, token=backends.root_token, timeout=10, verify=verify or True)
         for i in range(self.vault_paths):
             vault.secrets.kv.v2.create_or_update_secret(
                 path=self.vault_path(i),
                 secret={"user": _word(f"u{i}", generation), "password": _word(f"p{i}", generation)},
                 mount_point="secret",
             )
-        sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=backends.aws_url)
-        ssm = boto3.client("ssm", region_name=REGION, endpoint_url=backends.aws_url)
+        sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=backends.aws_url, verify=verify)
+        ssm = boto3.client("ssm", region_name=REGION, endpoint_url=backends.aws_url, verify=verify)
         for i in range(self.sm):
             name, value = self.sm_name(i), _word(f"s{i}", generation)
             if generation == 0:

@@ -3,7 +3,8 @@
 Starts the dev Vault and moto (behind the delay middleware) on 127.0.0.1, seeds a 100-secret and a
 1,000-secret data set, mounts a tmpfs for all output (when root), then runs, in this order:
 start-up (5), init against the baseline (1) and its phase breakdown, requests per cycle (2),
-propagation (3), footprint (4: idle mixed, idle per backend, where the memory is, 1,000 values).
+propagation (3), footprint (4: idle mixed, idle per backend, idle over TLS, where the memory is, 1,000
+values).
 The churn run is separate and longer: ``bench/churn.py``. Each benchmark module's docstring says
 what it measures and how.
 
@@ -146,6 +147,17 @@ def run(args: argparse.Namespace, root: Path, code: str) -> int:
                 results.idle_single.append(
                     bench_footprint.idle(backends, single, scratch, seconds=10, settle=10, label=label)
                 )
+            step("4. footprint, idle over TLS")
+            tls = Backends(tls=True)
+            try:
+                for dataset in (SMALL, SINGLE["Vault only"]):
+                    dataset.seed(tls)
+                for label, dataset in (("mixed", SMALL), ("Vault only", SINGLE["Vault only"])):
+                    results.idle_single.append(
+                        bench_footprint.idle(tls, dataset, scratch, seconds=10, settle=10, label=f"{label}, over TLS")
+                    )
+            finally:
+                tls.close()
             step("4. footprint, where the memory is")
             results.holders = [bench_footprint.holders(backends, SMALL, scratch, label="mixed")]
             results.holders += [

@@ -25,6 +25,7 @@ contains a secret value); the raw botocore exception stays reachable as ``__caus
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -208,6 +209,7 @@ def build_client(service: str, config: Config, calls: type) -> tuple[object, Cal
         raise ConfigError(
             "aws.region: no AWS region configured; set aws.region in the config or AWS_REGION in the environment"
         ) from None
+    _share_tls(client)
     _THROTTLE_COUNTS[client] = counts = _ThrottleCounts()
     client.meta.events.register("needs-retry", counts.on_response)
     logger.debug(
@@ -218,6 +220,54 @@ def build_client(service: str, config: Config, calls: type) -> tuple[object, Cal
         aws.max_attempts,
     )
     return client, lambda: describe_credentials(session)
+
+
+def _share_tls(client: Any) -> None:
+    """Gives the client's connections the process's TLS context for its CA bundle (``_tls``).
+
+    botocore gives each client an ``ssl.SSLContext`` of its own and loads the CA bundle into it
+    again at each new connection (16 ms of CPU for certifi's). The client's HTTP session becomes a
+    ``_SharedTLSSession``: its pools use the shared context, and a new connection loads nothing. A
+    client of an http endpoint, one that skips verification or presents a client certificate, or
+    a botocore whose HTTP session is not the one this was written for, is left as it is.
+    """
+    from botocore.httpsession import URLLib3Session, get_cert_path
+
+    from injector.sources._tls import SHARED_TLS
+
+    http: Any = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    if type(http) is not URLLib3Session or not hasattr(http, "_manager"):
+        return
+    if not str(client.meta.endpoint_url).startswith("https://"):
+        return  # nothing to verify (and no bundle to load) against an http endpoint
+    verify, cert = getattr(http, "_verify", False), getattr(http, "_cert_file", None)
+    context = SHARED_TLS.context(get_cert_path(verify), None) if verify is not False and not cert else None
+    pools = getattr(http._manager, "connection_pool_kw", None)
+    if context is None or not isinstance(pools, dict) or http._manager.pools:
+        return
+    http.__class__ = _shared_tls_session()
+    http.shared_context = context
+    pools["ssl_context"] = context
+
+
+@functools.cache
+def _shared_tls_session() -> type:
+    from botocore.httpsession import URLLib3Session
+
+    class _SharedTLSSession(URLLib3Session):  # type: ignore[misc]  # botocore has no type hints
+        """botocore's HTTP session, its pools verifying with ``shared_context`` (``_share_tls``)."""
+
+        shared_context: Any
+
+        def _get_ssl_context(self) -> Any:  # a proxy's pools, made later
+            return self.shared_context
+
+        def _setup_ssl_cert(self, conn: Any, url: str, verify: Any) -> None:
+            super()._setup_ssl_cert(conn, url, verify)
+            if conn.conn_kw.get("ssl_context") is self.shared_context:
+                conn.ca_certs = None  # already in the shared context
+
+    return _SharedTLSSession
 
 
 def _public(protocol: type) -> list[str]:

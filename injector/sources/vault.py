@@ -60,7 +60,7 @@ from injector.sources.vault_auth import (
     vault_reason,
     vault_status,
 )
-from injector.sources.vault_http import ENVELOPE_BYTES, SharedTLS, VaultSession
+from injector.sources.vault_http import ENVELOPE_BYTES, VaultSession
 from injector.sources.vault_policy import VaultPathPolicy
 
 if TYPE_CHECKING:
@@ -116,12 +116,9 @@ def build_vault_source(config: Config) -> VaultSource:
     # url, token and verify are explicit: hvac otherwise reads VAULT_ADDR, VAULT_TOKEN,
     # ~/.vault-token and VAULT_CACERT (the last at import time). "" means no token yet.
     limits = config.limits
-    tls = SharedTLS()
 
     def new_session() -> requests.Session:
-        session = VaultSession(
-            max_bytes=limits.max_secret_bytes + ENVELOPE_BYTES, max_depth=limits.max_depth, tls=tls
-        )
+        session = VaultSession(max_bytes=limits.max_secret_bytes + ENVELOPE_BYTES, max_depth=limits.max_depth)
         # hvac takes verify from a given session over its own argument.
         session.verify = verify
         return session

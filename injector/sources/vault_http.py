@@ -15,11 +15,9 @@ environment variable twice per request to find the proxy ones, a third of the CP
 here, and more in a pod, whose environment names every Service of its namespace. The environment of
 a process does not change under it, so the answer is the same.
 
-Every TLS connection to Vault verifies with one ``ssl.SSLContext`` per CA bundle and client
-certificate, built once (``SharedTLS``). requests gives each new connection a context of its own
-and loads the CA bundle into it: certifi's bundle is about 1 MiB of OpenSSL memory and 16 ms of CPU
-per connection, and the source keeps a connection per worker thread (16 by default), so a sidecar
-talking to Vault over TLS held about 14 MiB more than one talking plain http.
+Every TLS connection to Vault verifies with the process's one ``ssl.SSLContext`` for its CA bundle
+and client certificate (``injector.sources._tls``). requests gives each new connection a context of
+its own and loads the CA bundle into it, and the source keeps a connection per worker thread.
 
 Every answer's body is read here, before hvac parses it: a ``Content-Length`` over the limit is
 refused without reading, a body that grows past it is cut off, and a JSON body nested deeper than
@@ -29,21 +27,18 @@ refused without reading, a body that grows past it is cut off, and a JSON body n
 
 from __future__ import annotations
 
-import os
-import ssl
-import threading
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
 import requests.utils
-from urllib3.util.ssl_ import create_urllib3_context
 
 from injector.errors import SourceError
 from injector.sources._limits import ValueLimits, json_depth
+from injector.sources._tls import SHARED_TLS, SharedTLS
 
-__all__ = ["ENVELOPE_BYTES", "REDIRECTS", "SharedTLS", "VaultSession"]
+__all__ = ["ENVELOPE_BYTES", "REDIRECTS", "VaultSession"]
 
 #: Statuses followed once, as ``vault/api`` does (a 308 is returned as it is).
 REDIRECTS = frozenset({301, 302, 307})
@@ -61,58 +56,6 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
-class SharedTLS:
-    """The TLS contexts of a Vault source's sessions: one per CA bundle and client certificate.
-
-    Each is what urllib3 would build for a connection (``create_urllib3_context``: its minimum
-    version and ciphers, certificates required, hostnames checked) with the CA certificates
-    requests would load (``verify``: a file, a folder, or True for requests' bundle) and the
-    client certificate, each loaded once. A client certificate's files are part of the key (their
-    size, time and inode), so a rotated key pair gets a context of its own at the next request, as
-    requests would read it at the next connection. A bundle or certificate that cannot be loaded
-    gets no shared context: requests then fails the connection as it always does, with its own error.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._contexts: dict[tuple[object, ...], ssl.SSLContext | None] = {}
-
-    def context(self, verify: bool | str, cert: Any) -> ssl.SSLContext | None:
-        files = tuple(cert) if isinstance(cert, list | tuple) else (cert,) if cert else ()
-        try:
-            versions = tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, files))
-        except (OSError, TypeError, ValueError):
-            return None
-        key = (verify, files, versions)
-        with self._lock:
-            if key not in self._contexts:
-                if len(self._contexts) >= _SETTINGS_KEPT:
-                    self._contexts.clear()
-                self._contexts[key] = self._build(verify, cert)
-            return self._contexts[key]
-
-    def owns(self, context: object) -> bool:
-        with self._lock:
-            return any(context is mine for mine in self._contexts.values())
-
-    @staticmethod
-    def _build(verify: bool | str, cert: Any) -> ssl.SSLContext | None:
-        location = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
-        context = create_urllib3_context()
-        try:
-            if os.path.isdir(location):
-                context.load_verify_locations(capath=location)
-            else:
-                context.load_verify_locations(cafile=location)
-            if isinstance(cert, list | tuple):
-                context.load_cert_chain(cert[0], cert[1])
-            elif cert:
-                context.load_cert_chain(cert)
-        except (OSError, ValueError):  # ssl.SSLError is an OSError
-            return None
-        return context
-
-
 class _SharedTLSAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter, with every https pool verifying through a ``SharedTLS`` context."""
 
@@ -124,7 +67,10 @@ class _SharedTLSAdapter(requests.adapters.HTTPAdapter):
         self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
-        context = self._tls.context(verify, cert) if host["scheme"] == "https" and verify is not False else None
+        if host["scheme"] != "https" or verify is False:
+            return host, pool
+        location = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify
+        context = self._tls.context(location, cert)
         if context is not None:
             for loaded in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
                 pool.pop(loaded, None)
@@ -144,12 +90,12 @@ class VaultSession(requests.Session):
     Args:
         max_bytes: the largest response body read (``limits.max_secret_bytes`` + ``ENVELOPE_BYTES``).
         max_depth: ``limits.max_depth``.
-        tls: the TLS contexts it shares with the source's other sessions (default: its own).
+        tls: where its TLS contexts come from (default: the process's, shared with every source).
     """
 
     def __init__(self, *, max_bytes: int, max_depth: int, tls: SharedTLS | None = None) -> None:
         super().__init__()
-        self.mount("https://", _SharedTLSAdapter(tls or SharedTLS()))
+        self.mount("https://", _SharedTLSAdapter(tls or SHARED_TLS))
         self._limits = ValueLimits(max_bytes=max_bytes, max_depth=max_depth)
         self._settings: dict[tuple[object, ...], dict[str, Any]] = {}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import gc
-import ipaddress
 import json
 import ssl
 import subprocess
@@ -19,16 +17,14 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from injector.config.model import Config, LimitsConfig, VaultAuthConfig, VaultConfig
 from injector.errors import SourceError
 from injector.refs import parse_reference
+from injector.sources._tls import SharedTLS
 from injector.sources.vault import build_vault_source
-from injector.sources.vault_http import SharedTLS, VaultSession
+from injector.sources.vault_http import VaultSession
+from tests.fixtures.tls import Tls, make_tls
 
 pytestmark = pytest.mark.vault
 
@@ -36,55 +32,6 @@ TOKEN = "hvs.redirect-test-token"
 
 
 # --- a CA and HTTPS servers on 127.0.0.1 -------------------------------------------------------
-
-
-@dataclass
-class Tls:
-    ca_pem: bytes
-    cert_file: Path
-    key_file: Path
-
-
-def make_tls(folder: Path, dns_name: str | None = None) -> Tls:
-    """A self-signed CA and a server certificate for 127.0.0.1 (or only ``dns_name``) signed by it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redirect test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(dns_name) if dns_name else x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "server.pem", folder / "server.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return Tls(ca_pem=ca.public_bytes(serialization.Encoding.PEM), cert_file=cert_file, key_file=key_file)
 
 
 @dataclass
@@ -486,14 +433,3 @@ class TestSharedTls:
             errors.append((type(caught.value), str(caught.value)))
         assert errors[0] == errors[1]
         assert "Could not find a suitable TLS CA certificate bundle" in errors[0][1]
-
-    def test_kept_contexts_stay_bounded(self, tmp_path: Path):
-        """However many bundles are asked for, a handful of contexts is kept."""
-        from injector.sources.vault_http import _SETTINGS_KEPT
-
-        shared = SharedTLS()
-        ca = make_tls(tmp_path / "tls").ca_pem
-        for n in range(20):
-            (tmp_path / f"ca{n}.pem").write_bytes(ca)
-            assert shared.context(str(tmp_path / f"ca{n}.pem"), None) is not None
-            assert len(shared._contexts) <= _SETTINGS_KEPT

@@ -127,8 +127,9 @@ def idle(
     settle: float = 5.0,
     label: str = "mixed",
 ) -> Idle:
-    work = scratch.root / f"idle-{dataset.prefix}"
-    config = _idle_config(backends, dataset, scratch, f"idle-{dataset.prefix}")
+    name = f"idle-{dataset.prefix}" + ("-tls" if backends.ca_bundle else "")
+    work = scratch.root / name
+    config = _idle_config(backends, dataset, scratch, name)
     result = Idle(seconds=seconds, label=label, values=dataset.size)
     with Sidecar(config, work / "sidecar.log", backends.client_env()) as sidecar:
         sidecar.wait_ready()

@@ -10,6 +10,9 @@ Also recorded per run: the requests each made (server side) and each one's own i
 time (the injector's "rendered … in X" line; the baseline's time after its imports), which
 separates fetching from start-up. The first pair's files are compared byte for byte.
 
+Over TLS (``over_tls``): the same ``injector init`` against both backends serving https, with
+certifi's bundle (plus the bench's CAs) as the trust, what a pod trusting the public CAs loads.
+
 The floor: ``bench/libfloor.py vault secretsmanager ssm --clients``, ``runs`` times, median wall
 time: a process that imports Jinja2, PyYAML, hvac and botocore and builds the three clients, and
 sends no request. Its wall time over the baseline's is the lowest ratio an ``init`` built on these
@@ -107,7 +110,7 @@ def run_injector(config: Path, out: Path, state: Path, backends: Backends) -> In
     _fresh(out)
     _fresh(state)
     backends.reset_counts()
-    env = child_env({"VAULT_TOKEN": backends.root_token})
+    env = child_env(backends.client_env())
     cpu0 = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -177,6 +180,19 @@ def run(
         results.append(result)
     backends.set_latency(0.0)
     return results
+
+
+def over_tls(backends: Backends, dataset: Dataset, scratch: Scratch, *, latency: float, runs: int) -> InitResult:
+    """``injector init`` alone against ``backends`` (over TLS), ``runs`` times after a warm-up."""
+    work = scratch.root / "init-tls"
+    out, state = work / "out", work / "state"
+    config = dataset.config(backends, folder=work / "config", output_dir=out, tmpfs=scratch.tmpfs, state_dir=state)
+    backends.set_latency(latency)
+    result = InitResult(latency=latency)
+    run_injector(config, out, state, backends)
+    result.injector = [run_injector(config, out, state, backends) for _ in range(runs)]
+    backends.set_latency(0.0)
+    return result
 
 
 @dataclass

@@ -126,9 +126,9 @@ class Dataset:
         ssm = boto3.client("ssm", region_name=REGION, endpoint_url=backends.aws_url, verify=verify)
         for i in range(self.sm):
             name, value = self.sm_name(i), _word(f"s{i}", generation)
-            if generation == 0:
+            try:
                 sm.create_secret(Name=name, SecretString=value)
-            else:
+            except sm.exceptions.ResourceExistsException:  # moto's state is per process, not per server
                 sm.put_secret_value(SecretId=name, SecretString=value)
         for i in range(self.ssm):
             ssm.put_parameter(

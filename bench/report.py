@@ -45,6 +45,7 @@ class Results:
     runtime: float = 0.0
     load: list[tuple[str, str]] = field(default_factory=list)
     init: list[InitResult] = field(default_factory=list)
+    init_tls: InitResult | None = None
     phases: Phases | None = None
     calls: CallsResult | None = None
     polled: Propagation | None = None
@@ -102,6 +103,14 @@ def table(r: Results) -> str:
             f"{s(result.wall('injector'))} vs sequential hvac/boto3 script {s(result.wall('baseline'))}: "
             f"ratio **{result.ratio:.2f}** ({len(result.injector)} runs each){floor_text} | {budget_text} | "
             f"{verdict(result.ratio <= 0.5, floor=floor_ratio, budget=0.5)} |"
+        )
+    if r.init_tls is not None:
+        t, http = r.init_tls, next((i for i in r.init if i.latency == r.init_tls.latency), None)
+        same = f" (over http, table 1: {s(http.wall('injector'))}, CPU {s(http.cpu('injector'))})" if http else ""
+        rows.append(
+            f"| 1 | `injector init`, 100 secrets / 10 templates, {t.latency * 1000:g} ms per request, both backends "
+            f"over TLS (certifi's bundle) | {s(t.wall('injector'))}, CPU {s(t.cpu('injector'))} "
+            f"({len(t.injector)} runs){same} | — | info |"
         )
     if r.calls is not None:
         c = r.calls

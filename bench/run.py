@@ -8,7 +8,7 @@ values).
 The churn run is separate and longer: ``bench/churn.py``. Each benchmark module's docstring says
 what it measures and how.
 
-Usage: ``python bench/run.py [--quick] [--no-write] [--worktree]``. ``--quick`` shrinks every
+Usage: ``python bench/run.py [--quick] [--no-write] [--worktree | --rev REV]``. ``--quick`` shrinks every
 repetition count (for working on the bench itself; its numbers are not the benchmark's) and implies
 ``--no-write``. By default the code measured is ``injector/`` as committed at HEAD, extracted to a
 temp dir and put first on the children's PYTHONPATH: others edit the working tree while the bench
@@ -64,6 +64,11 @@ def main() -> int:
         action="store_true",
         help="measure the working tree's injector/ instead of a snapshot of the commit at HEAD",
     )
+    parser.add_argument(
+        "--rev",
+        default="HEAD",
+        help="measure injector/ as committed at REV (its console script must be injector.__main__:main)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="injector-bench-code-") as code_dir:
         # `python -m …` and `python -c …` put the current directory first on sys.path: in the
@@ -74,9 +79,9 @@ def main() -> int:
             common.byte_compile(root / "injector")
         else:
             root = Path(code_dir)
-            commit = common.snapshot_head(root)
+            commit = common.snapshot_head(root, args.rev)
             common.CODE_PATH = root
-            code = f"commit {commit} (`git archive HEAD injector`; uncommitted edits are not measured)"
+            code = f"commit {commit} (`git archive {args.rev} injector`; uncommitted edits are not measured)"
         return run(args, root, code)
 
 
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace, root: Path, code: str) -> int:
                 results.idle_single.append(
                     bench_footprint.idle(backends, single, scratch, seconds=10, settle=10, label=label)
                 )
-            step("4. footprint, idle over TLS")
+            step("1, 4. init and idle over TLS")
             tls = Backends(tls=True)
             try:
                 for dataset in (SMALL, SINGLE["Vault only"]):
@@ -156,6 +161,7 @@ def run(args: argparse.Namespace, root: Path, code: str) -> int:
                     results.idle_single.append(
                         bench_footprint.idle(tls, dataset, scratch, seconds=10, settle=10, label=f"{label}, over TLS")
                     )
+                results.init_tls = bench_init.over_tls(tls, SMALL, scratch, latency=0.002, runs=2 if quick else 7)
             finally:
                 tls.close()
             step("4. footprint, where the memory is")

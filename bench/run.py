@@ -8,11 +8,11 @@ values).
 The churn run is separate and longer: ``bench/churn.py``. Each benchmark module's docstring says
 what it measures and how.
 
-Usage: ``python bench/run.py [--quick] [--no-write] [--worktree | --rev REV]``. ``--quick`` shrinks every
-repetition count (for working on the bench itself; its numbers are not the benchmark's) and implies
-``--no-write``. By default the code measured is ``injector/`` as committed at HEAD, extracted to a
-temp dir and put first on the children's PYTHONPATH: others edit the working tree while the bench
-runs. ``--worktree`` measures the working tree instead.
+Usage: ``python bench/run.py [--quick] [--no-write] [--worktree | --rev REV]``. ``--quick`` shrinks
+every repetition count (for working on the bench itself; its numbers are not the benchmark's) and
+implies ``--no-write``. By default the code measured is ``injector/`` as committed at HEAD (or at
+``--rev``), extracted to a temp dir and put first on the children's PYTHONPATH: others edit the
+working tree while the bench runs. ``--worktree`` measures the working tree instead.
 
 ``make bench`` rewrites the results section of bench/README.md, a tracked file: commit it or
 ``git checkout bench/README.md``.

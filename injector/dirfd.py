@@ -12,7 +12,6 @@ import errno
 import functools
 import logging
 import os
-import platform
 import secrets
 import shutil
 import stat
@@ -84,9 +83,10 @@ def filesystem_type(fd: int, label: str) -> str:
 
 class _StatFs(ctypes.Structure):
     # struct statfs begins with f_type, a __fsword_t (a long; an unsigned int on s390x). The rest is
-    # room for the largest struct statfs of any Linux ABI (120 bytes on x86_64 and arm64).
+    # room for the largest struct statfs of any Linux ABI (120 bytes on x86_64 and arm64). The
+    # machine comes from os.uname(), as platform.machine() reads it (importing platform: 1.4 ms).
     _fields_ = (
-        ("f_type", ctypes.c_uint if platform.machine() == "s390x" else ctypes.c_long),
+        ("f_type", ctypes.c_uint if os.uname().machine == "s390x" else ctypes.c_long),
         ("_rest", ctypes.c_char * 256),
     )
 

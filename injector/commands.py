@@ -33,6 +33,7 @@ from injector.units import format_duration, parse_duration
 __all__ = [
     "COMMANDS",
     "OPTIONS",
+    "OVERRIDES",
     "Parsed",
     "exit_codes",
     "exit_now",
@@ -57,6 +58,7 @@ OPTIONS: dict[str, tuple[str, str | None, str, str | None]] = {
     "--log-level": ("log_level", "INJECTOR_LOG_LEVEL", "level", "info"),
     "--log-format": ("log_format", "INJECTOR_LOG_FORMAT", "format", "text"),
 }
+#: Options without which click refuses the command line.
 REQUIRED = frozenset({"--config"})
 #: The commands ``parse`` reads, and their options (all of them: click has no others for these).
 COMMANDS: dict[str, tuple[str, ...]] = {

@@ -29,15 +29,18 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h, got {type(value).__name__}")
     text = value.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    pos, total = 0, 0.0
-    for match in _PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h, got {value!r}")
+        total = float(text)
+    else:
+        pos, total = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h, got {value!r}")
+    if not math.isfinite(total):  # thousands of digits overflow a float
+        raise ValueError(f"a duration must be a finite number of seconds, got {len(text)} characters of digits")
     return total
 
 

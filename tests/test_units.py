@@ -23,6 +23,13 @@ class TestParseDuration:
         with pytest.raises(ValueError, match=r"duration|negative"):
             parse_duration(text)
 
+    @pytest.mark.parametrize("text", ["9" * 400, "9" * 400 + "h", "9" * 400 + ".5s"], ids=len)
+    def test_refuses_what_overflows_a_float(self, text: str) -> None:
+        """Hundreds of digits are an error, not an infinite timeout (and the message does not echo them)."""
+        with pytest.raises(ValueError, match="finite") as caught:
+            parse_duration(text)
+        assert len(str(caught.value)) < 120
+
     def test_format(self) -> None:
         """Durations print short."""
         assert [format_duration(s) for s in (0.25, 42, 300, 5400)] == ["250ms", "42s", "5m", "1h30m"]

@@ -321,7 +321,7 @@ def validate(
 @click.option("--dry-run/--no-dry-run", default=True, help="Only show what would change (the default).")
 @click.option("--show", is_flag=True, help="Print each file's contents, every value-dependent span masked.")
 @click.option("--show-values", is_flag=True, help="Print each file's contents unmasked (careful: secrets).")
-@click.option("--issue", is_flag=True, help="Also issue dynamic credentials and certificates (leases revoked after).")
+@click.option("--issue", is_flag=True, help="Also issue dynamic credentials and certificates (revoked at the end).")
 @click.option("--timeout", type=DURATION, default="30s", show_default=True, help="Give up after this long.")
 @logging_options
 def render(

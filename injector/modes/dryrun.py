@@ -4,8 +4,9 @@ in which no secret value (nor anything derived from one) can appear, by construc
 1. Every source is wrapped so that a reference whose fetch would *issue* something (the source says
    so: ``IssuingSource.issues``; Vault's ``database/creds``, ``aws/creds``, ``pki/issue`` …) is not
    fetched: templates see ``NOT_ISSUED`` for it (``injector.template.values.NotIssued``), and the
-   dry run lists it. With ``issue=True`` it is fetched like the rest, and every lease issued is
-   revoked before the dry run returns.
+   dry run lists it. With ``issue=True`` it is fetched like the rest, and everything issued is
+   revoked before the dry run returns (``IssuingSource.revoke_issued``: a lease, or a certificate
+   without one by its serial).
 2. Everything is fetched and rendered as ``init`` does, and each file is compared with what
    ``output_dir`` holds: ``new``, ``would change`` or ``unchanged``, with its size and mode.
 3. ``--show`` never prints the real render. Each template is rendered twice more, each time with
@@ -34,7 +35,7 @@ from injector.errors import InjectorError, OutputError, SourceError
 from injector.redact import MASK, escape_controls
 from injector.refs import Reference, Secret
 from injector.sink import Sink
-from injector.sources import SOURCES, Fetched, IssuingSource, LeasedSource, Source, SourceDefaults, build_source
+from injector.sources import SOURCES, Fetched, IssuingSource, Source, SourceDefaults, build_source
 from injector.template.render import CompiledTemplate, Renderer
 from injector.template.values import NotIssued
 
@@ -285,18 +286,18 @@ class _DryRunSource(SourceDefaults):
         lines = []
         for ref, fetched in sorted(self._issued.items(), key=lambda item: str(item[0])):
             source = self._real()
-            if fetched.lease is not None and isinstance(source, LeasedSource):
-                try:
-                    source.revoke(ref, fetched)
-                except SourceError as exc:
-                    lines.append(f"issued, NOT revoked: {ref}: {exc}")
-                    continue
+            try:
+                revoked = isinstance(source, IssuingSource) and source.revoke_issued(ref, fetched)
+            except SourceError as exc:
+                lines.append(f"issued, NOT revoked: {ref}: {exc}")
+                continue
+            if revoked:
                 lines.append(f"issued and revoked: {ref}")
             else:
                 # not_after is on the monotonic clock; shown as wall time.
                 end = None if fetched.not_after is None else fetched.not_after - time.monotonic() + time.time()
                 until = f" (valid until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(end))})" if end else ""
-                lines.append(f"issued without a lease to revoke: {ref}{until}")
+                lines.append(f"issued, with no lease or serial to revoke it by: {ref}{until}")
         self._issued.clear()
         return lines
 

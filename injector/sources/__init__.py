@@ -70,6 +70,8 @@ class Fetched:
     ttl: float | None = None
     #: A hard end of validity (``time.monotonic()`` scale): a certificate's ``expiration``.
     not_after: float | None = None
+    #: An issued certificate's serial number (public, not a secret): what revokes it without a lease.
+    serial: str | None = None
     #: ``time.monotonic()`` when it was fetched. Every time in memory is monotonic: a step of the
     #: wall clock moves no schedule (the handoff file converts to wall time and back).
     fetched_at: float = field(default_factory=time.monotonic)
@@ -148,6 +150,15 @@ class IssuingSource(Protocol):
 
         Raises:
             SourceError: the backend could not say.
+        """
+        ...
+
+    def revoke_issued(self, ref: Reference, fetched: Fetched) -> bool:
+        """Revokes what fetching ``ref`` created (its lease, or a certificate without one); False if
+        there is nothing this source can revoke.
+
+        Raises:
+            SourceError: the backend refused or failed (the thing stays valid until it expires).
         """
         ...
 

@@ -327,6 +327,20 @@ class VaultSource(SourceDefaults):
             self._call("PUT", "sys/leases/revoke", body={"lease_id": fetched.lease.lease_id})
         logger.info("revoked the lease of %s", self.describe(ref))
 
+    def revoke_issued(self, ref: Reference, fetched: Fetched) -> bool:
+        """Revokes the lease of ``fetched``, or a PKI certificate issued without one by its serial
+        (``POST {mount}/revoke``, which needs ``update`` on that path); False if there is neither."""
+        if fetched.lease is not None:
+            self.revoke(ref, fetched)
+            return True
+        if fetched.serial is None:
+            return False
+        path = f"{self._mount_of(ref).path}revoke"
+        with self._errors(ref, path, action="revoking the certificate of"):
+            self._call("POST", path, body={"serial_number": fetched.serial})
+        logger.info("revoked the certificate of %s by its serial number", self.describe(ref))
+        return True
+
     # --- StatefulSource -------------------------------------------------------------------------
 
     def save_state(self) -> Mapping[str, Any]:
@@ -425,12 +439,14 @@ class VaultSource(SourceDefaults):
         if isinstance(expiration, int | float) and not isinstance(expiration, bool) and "certificate" in data:
             # Vault's absolute time, converted once to the monotonic clock the scheduler uses.
             not_after = now + (float(expiration) - time.time())
+        serial = data.get("serial_number")
         return Fetched(
             value=Secret(dict(data)),
             lease=lease,
             # Without a lease, lease_duration is advisory (KV v1): a refresh hint, not an expiry.
             ttl=duration if not lease_id and duration > 0 else None,
             not_after=not_after,
+            serial=serial if plan.kind == "pki" and not_after is not None and isinstance(serial, str) else None,
             fetched_at=now,
         )
 

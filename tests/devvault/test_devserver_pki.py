@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable
 
@@ -173,3 +174,83 @@ def test_generate_lease_role_issues_under_a_lease(vault: DevVault,
     assert client.sys.read_lease(got["lease_id"])["data"]["renewable"] is False
     client.sys.revoke_lease(got["lease_id"])
     assert vault.lease_state(got["lease_id"]) == "revoked"
+
+
+# --- revoke: as Vault's pathRevokeWrite / revokeCert answer ------------------------------------
+
+
+def revoke(client: hvac.Client, mount: str = "pki", **data: object) -> dict[str, object]:
+    return client.write_data(f"{mount}/revoke", data=data)  # type: ignore[no-any-return]
+
+
+def revoked_serials(client: hvac.Client, mount: str = "pki") -> list[str]:
+    got = client.list(f"{mount}/certs/revoked")  # hvac answers None to a 404 (no revoked certificate)
+    return got["data"]["keys"] if got else []  # type: ignore[no-any-return]
+
+
+def test_revoke_by_serial_answers_the_time_and_lists_it(vault: DevVault, client: hvac.Client) -> None:
+    """revoke {serial_number}: revocation_time (unix), its RFC 3339 text, state revoked; listed."""
+    assert revoked_serials(client) == []
+    serial = issue(client)["data"]["serial_number"]  # type: ignore[index]
+    got = revoke(client, serial_number=serial)
+    data = got["data"]
+    assert isinstance(data, dict)
+    assert set(data) == {"revocation_time", "revocation_time_rfc3339", "state"}
+    assert data["state"] == "revoked"
+    assert abs(data["revocation_time"] - time.time()) < 5
+    assert data["revocation_time_rfc3339"].endswith("Z")
+    assert revoked_serials(client) == [serial]
+
+
+def test_revoking_again_answers_the_first_time(vault: DevVault, client: hvac.Client) -> None:
+    """A certificate already revoked: the same answer, the first revocation time (no error)."""
+    serial = issue(client)["data"]["serial_number"]  # type: ignore[index]
+    first = revoke(client, serial_number=serial)["data"]
+    vault.advance_clock(60)
+    assert revoke(client, serial_number=serial.upper().replace(":", "-"))["data"] == first  # type: ignore[attr-defined]
+
+
+def test_revoke_refusals(client: hvac.Client) -> None:
+    """Unknown serial, neither or both fields, the issuer's own certificate: 400 with Vault's words."""
+    data = issue(client)["data"]
+    assert isinstance(data, dict)
+    with pytest.raises(exceptions.InvalidRequest, match=re.escape("certificate with serial 01:02 not found.")):
+        revoke(client, serial_number="01:02")
+    neither = "The serial number or certificate to revoke must be provided."
+    with pytest.raises(exceptions.InvalidRequest, match=re.escape(neither)):
+        revoke(client)
+    with pytest.raises(exceptions.InvalidRequest, match="Must provide either the certificate or the serial"):
+        revoke(client, serial_number=data["serial_number"], certificate=data["certificate"])
+    root = x509.load_pem_x509_certificate(data["issuing_ca"].encode())
+    root_serial = ":".join(f"{b:02x}" for b in root.serial_number.to_bytes(20, "big").lstrip(b"\0"))
+    with pytest.raises(exceptions.InvalidRequest, match=r"adding issuer \(id: .+\) to its own CRL is not allowed"):
+        revoke(client, serial_number=root_serial)
+
+
+def test_revoke_by_certificate(client: hvac.Client) -> None:
+    """revoke {certificate}: one this mount issued (even with no_store), not one of another CA."""
+    client.secrets.pki.create_or_update_role("nostore", extra_params={"allow_any_name": True, "no_store": True})
+    data = issue(client, role="nostore")["data"]
+    assert isinstance(data, dict)
+    with pytest.raises(exceptions.InvalidRequest, match="not found"):
+        revoke(client, serial_number=data["serial_number"])
+    assert revoke(client, certificate=data["certificate"])["data"]["state"] == "revoked"  # type: ignore[index]
+    assert data["serial_number"] in revoked_serials(client)
+    client.sys.enable_secrets_engine("pki", path="other")
+    client.write_data("other/root/generate/internal", data={"common_name": "other CA", "ttl": "48h"})
+    client.secrets.pki.create_or_update_role(
+        "any", extra_params={"allow_any_name": True, "ttl": "1h"}, mount_point="other"
+    )
+    foreign = issue(client, role="any", mount="other")["data"]
+    with pytest.raises(exceptions.InvalidRequest, match="unable to verify signature on presented cert"):
+        revoke(client, certificate=foreign["certificate"])  # type: ignore[index]
+
+
+def test_an_expired_certificate_is_not_revoked(vault: DevVault, client: hvac.Client) -> None:
+    """Past its notAfter: 200, no data, a warning that it is refused from the CRL."""
+    serial = issue(client, ttl="1h")["data"]["serial_number"]  # type: ignore[index]
+    vault.advance_clock(3600)
+    got = revoke(client, serial_number=serial)
+    assert got["data"] is None
+    assert got["warnings"] == [f"certificate with serial {serial} already expired; refusing to add to CRL"]
+    assert revoked_serials(client) == []

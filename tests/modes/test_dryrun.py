@@ -13,7 +13,7 @@ import pytest
 from injector.modes.dryrun import stand_in
 from tests.fixtures.cli import run, write_config
 from tests.fixtures.sentinel import encoded_forms
-from tests.fixtures.vault import VaultServer, dev_only
+from tests.fixtures.vault import PkiMount, VaultServer, dev_only
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Quotes, backslashes, %, URL and dotenv delimiters, unicode and whitespace: what escaping filters change.
@@ -183,6 +183,51 @@ class TestDynamicCredentials:
         assert "    <redacted>:<redacted> <redacted>" in result.stdout
         assert f"issued and revoked: vault:{lease_role}" in result.stdout
         assert set(vault_server.dev.active_leases("database/")) == before
+
+
+class TestCertificates:
+    """A PKI certificate has no lease (Vault's default): --issue revokes it by its serial number."""
+
+    @staticmethod
+    def config(tmp_path: Path, output_dir: Path, server: VaultServer, pki: PkiMount) -> Path:
+        ref = f"vault:{pki.mount}/issue/{pki.role}?common_name=web.dry.run&ttl=1h"
+        return write_config(
+            tmp_path,
+            output_dir,
+            [{"contents": "{{ secrets.cert.certificate }}", "destination": "tls.crt"}],
+            vault=vault_section(server),
+            secrets={"cert": ref},
+        )
+
+    def test_issue_revokes_the_certificate_by_its_serial(
+        self, tmp_path: Path, output_dir: Path, vault_server: VaultServer, vault_admin: Any, pki_mount: PkiMount
+    ) -> None:
+        """The certificate is issued, rendered masked, then revoked: Vault lists its serial as revoked."""
+        config = self.config(tmp_path, output_dir, vault_server, pki_mount)
+        result = dry_run(config, "--show", "--issue", env=token_env(vault_server))
+        assert f"issued and revoked: vault:{pki_mount.mount}/issue/{pki_mount.role}" in result.stdout
+        revoked = vault_admin.list(f"{pki_mount.mount}/certs/revoked")
+        assert revoked is not None and len(revoked["data"]["keys"]) == 1
+        assert "revoked the certificate of vault.pki(" in result.stderr
+
+    def test_a_token_that_may_not_revoke_says_the_certificate_stays_valid(
+        self,
+        tmp_path: Path,
+        output_dir: Path,
+        vault_server: VaultServer,
+        vault_admin: Any,
+        pki_mount: PkiMount,
+        policy: Any,
+    ) -> None:
+        """Without update on {mount}/revoke the dry run still ends well and says what was left valid."""
+        name = policy(f'path "{pki_mount.mount}/issue/*" {{ capabilities = ["update"] }}')
+        token = vault_admin.auth.token.create(policies=[name], ttl="10m")["auth"]["client_token"]
+        config = self.config(tmp_path, output_dir, vault_server, pki_mount)
+        result = dry_run(config, "--issue", env={**token_env(vault_server), "VAULT_TOKEN": token})
+        line = next(x for x in result.stdout.splitlines() if x.startswith("issued, NOT revoked"))
+        assert f"vault:{pki_mount.mount}/issue/{pki_mount.role}" in line
+        assert "permission denied" in line
+        assert vault_admin.list(f"{pki_mount.mount}/certs/revoked") is None
 
 
 class TestStandIns:

@@ -6,6 +6,12 @@ Reference: vault-http-api.md §5.4. Roles default like Vault's (``key_type`` rsa
 ``{mount}/issue/{role}/{id}`` (not renewable, ``lease_duration`` = the certificate's TTL) that
 ``sys/leases`` can look up and revoke. Generating a new root replaces the mount's CA. Times use
 the server clock.
+
+Every certificate issued (but a ``no_store`` role's) and the root are stored by serial, as Vault
+stores them, for ``revoke`` (by ``serial_number`` or by ``certificate``) and ``LIST
+certs/revoked``. ``revoke`` answers as Vault's ``pathRevokeWrite``/``revokeCert`` do: the time
+(the first one again for a certificate already revoked), a warning and no data for one already
+expired, and errors for an unknown serial, the issuer's own certificate, neither or both fields.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -39,6 +47,8 @@ _ROUTES = [
     (r"ca", "ca-der"),
     (r"cert/ca", "cert-ca"),
     (r"config/urls", "config-urls"),
+    (r"revoke", "revoke"),
+    (r"certs/revoked/?", "revoked"),
 ]
 _KEY_TYPES = ("rsa", "ec", "ed25519")
 
@@ -56,6 +66,7 @@ class Role:
     server_flag: bool = True
     client_flag: bool = True
     generate_lease: bool = False
+    no_store: bool = False
     key_type: str = "rsa"
     key_bits: int = 0
     ttl: int = 0
@@ -65,7 +76,7 @@ class Role:
         self.allowed_domains = get_list(data, "allowed_domains", self.allowed_domains)
         for name in ("allow_subdomains", "allow_bare_domains", "allow_glob_domains",
                      "allow_any_name", "allow_localhost", "allow_ip_sans", "require_cn",
-                     "server_flag", "client_flag", "generate_lease"):
+                     "server_flag", "client_flag", "generate_lease", "no_store"):
             setattr(self, name, get_bool(data, name, getattr(self, name)))
         self.key_type = get_str(data, "key_type", self.key_type)
         self.key_bits = get_int(data, "key_bits", self.key_bits)
@@ -90,6 +101,7 @@ class Role:
             "key_bits": self.key_bits or {"rsa": 2048, "ec": 256}.get(self.key_type, 0),
             "key_type": self.key_type,
             "max_ttl": self.max_ttl,
+            "no_store": self.no_store,
             "require_cn": self.require_cn,
             "server_flag": self.server_flag,
             "ttl": self.ttl,
@@ -113,6 +125,19 @@ class Role:
         return False
 
 
+@dataclass(slots=True)
+class _Stored:
+    """A certificate kept by serial, and when it was revoked (server clock; None: not revoked)."""
+
+    cert: x509.Certificate
+    revoked_at: float | None = None
+
+
+def _serial_key(serial: str) -> str:
+    """Vault accepts a serial with colons or hyphens, in either case."""
+    return serial.strip().lower().replace("-", ":")
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -129,7 +154,9 @@ class PKIBackend:
     def __init__(self, core: Core) -> None:
         self._core = core
         self.ca: CA | None = None
+        self.issuer_id = ""
         self.roles: dict[str, Role] = {}
+        self.stored: dict[str, _Stored] = {}
 
     def handle(self, req: Request, rel: str, mount: Mount) -> Reply:
         name, args = route(rel, _ROUTES)
@@ -148,6 +175,13 @@ class PKIBackend:
             return self._issue(req, args["name"], mount)
         if name == "config-urls" and req.op == "update":
             return no_content()
+        if name == "revoke" and req.op == "update":
+            return self._revoke(req)
+        if name == "revoked" and req.op == "list":
+            keys = sorted(serial for serial, entry in self.stored.items() if entry.revoked_at is not None)
+            if not keys:
+                raise VaultError(404)
+            return ok(req, {"keys": keys})
         if name in ("ca-pem", "ca-chain", "ca-der", "cert-ca") and req.op in ("read", "head"):
             return self._read_ca(req, name)
         raise unsupported_op()
@@ -156,6 +190,8 @@ class PKIBackend:
                       key_bits: int = 0) -> CA:
         self.ca = make_ca(common_name, now=self._core.clock.now(), ttl=ttl, key_type=key_type,
                           bits=key_bits)
+        self.issuer_id = new_uuid()
+        self.stored[serial_text(self.ca.cert.serial_number)] = _Stored(self.ca.cert)
         return self.ca
 
     def _role(self, req: Request, name: str) -> Reply:
@@ -186,7 +222,7 @@ class PKIBackend:
         data: dict[str, Any] = {
             "certificate": ca.pem,
             "expiration": int(ca.not_after),
-            "issuer_id": new_uuid(),
+            "issuer_id": self.issuer_id,
             "issuer_name": "",
             "issuing_ca": ca.pem,
             "key_id": new_uuid(),
@@ -256,6 +292,7 @@ class PKIBackend:
                      now=now, ttl=ttl, key=key, server=role.server_flag,
                      client=role.client_flag)
         lease = self._lease(req, role_name, ttl, mount) if role.generate_lease else {}
+        self._store(cert, role)
         return ok(req, {
             "ca_chain": [self.ca.pem],
             "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -265,6 +302,72 @@ class PKIBackend:
             "private_key_type": "rsa" if isinstance(key, rsa.RSAPrivateKey) else role.key_type,
             "serial_number": serial_text(cert.serial_number),
         }, warnings=warnings, **lease)
+
+    def _store(self, cert: x509.Certificate, role: Role) -> None:
+        if not role.no_store:
+            self.stored[serial_text(cert.serial_number)] = _Stored(cert)
+
+    def _revoke(self, req: Request) -> Reply:
+        data = req.data
+        have_serial, have_cert = "serial_number" in data, "certificate" in data
+        if not have_serial and not have_cert:
+            raise VaultError(400, "The serial number or certificate to revoke must be provided.")
+        if have_serial and have_cert:
+            raise VaultError(400, "Must provide either the certificate or the serial to revoke; not both.")
+        entry = self._presented(get_str(data, "certificate")) if have_cert else self._by_serial(data)
+        if self.ca is not None and entry.cert.serial_number == self.ca.cert.serial_number:
+            raise VaultError(400, f"adding issuer (id: {self.issuer_id}) to its own CRL is not allowed")
+        if entry.revoked_at is None:
+            now = self._core.clock.now()
+            if entry.cert.not_valid_after_utc.timestamp() < now + 2:
+                colon = serial_text(entry.cert.serial_number)
+                return ok(req, None, warnings=[f"certificate with serial {colon} already expired; "
+                                               "refusing to add to CRL"])
+            entry.revoked_at = now
+        return ok(req, {
+            "revocation_time": int(entry.revoked_at),
+            "revocation_time_rfc3339": rfc3339(entry.revoked_at),
+            "state": "revoked",
+        })
+
+    def _by_serial(self, data: dict[str, Any]) -> _Stored:
+        serial = get_str(data, "serial_number")
+        if not serial:
+            raise VaultError(400, "The serial number must be provided")
+        entry = self.stored.get(_serial_key(serial))
+        if entry is None:
+            raise VaultError(400, f"certificate with serial {serial} not found.")
+        return entry
+
+    def _presented(self, pem: str) -> _Stored:
+        """The stored entry of a certificate given in PEM (stored now if this CA signed it)."""
+        if len(pem) < 75:
+            raise VaultError(400, "provided certificate data was too short; perhaps a path was passed "
+                                  "to the API rather than the contents of a PEM file")
+        if "-----BEGIN" not in pem:
+            raise VaultError(400, "certificate contains no PEM data")
+        try:
+            cert = x509.load_pem_x509_certificate(pem.encode())
+        except ValueError as exc:
+            raise VaultError(400, f"certificate could not be parsed: {exc}") from None
+        serial = serial_text(cert.serial_number)
+        entry = self.stored.get(serial)
+        if entry is not None:
+            if entry.cert != cert:
+                raise VaultError(500, "certificate with same serial but unequal value already present "
+                                      "in this cluster's storage; refusing to revoke")
+            return entry
+        unverified = VaultError(400, "unable to verify signature on presented cert from any present "
+                                     "issuer in this mount; certificates from previous CAs will need to "
+                                     "have their issuing CA and key re-imported if revocation is necessary")
+        if self.ca is None:
+            raise unverified
+        try:
+            cert.verify_directly_issued_by(self.ca.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise unverified from None
+        self.stored[serial] = entry = _Stored(cert)
+        return entry
 
     def _lease(self, req: Request, role_name: str, ttl: int, mount: Mount) -> dict[str, Any]:
         """A ``generate_lease`` role's lease: not renewable, as long as the certificate."""

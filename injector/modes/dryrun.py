@@ -32,7 +32,7 @@ from injector.backoff import Backoff
 from injector.config.model import Config
 from injector.engine import Engine
 from injector.errors import InjectorError, OutputError, SourceError
-from injector.redact import MASK, escape_controls
+from injector.redact import MASK, escape_controls, scrub
 from injector.refs import Reference, Secret
 from injector.sink import Sink
 from injector.sources import SOURCES, Fetched, IssuingSource, Source, SourceDefaults, build_source
@@ -289,7 +289,8 @@ class _DryRunSource(SourceDefaults):
             try:
                 revoked = isinstance(source, IssuingSource) and source.revoke_issued(ref, fetched)
             except SourceError as exc:
-                lines.append(f"issued, NOT revoked: {ref}: {exc}")
+                # Vault's error may quote what it refused (a serial): a field of the fetched value.
+                lines.append(f"issued, NOT revoked: {ref}: {escape_controls(scrub(str(exc)))}")
                 continue
             if revoked:
                 lines.append(f"issued and revoked: {ref}")

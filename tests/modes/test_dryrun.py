@@ -5,6 +5,7 @@ then revoked. The stand-in values it renders with are checked directly."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -228,6 +229,23 @@ class TestCertificates:
         assert f"vault:{pki_mount.mount}/issue/{pki_mount.role}" in line
         assert "permission denied" in line
         assert vault_admin.list(f"{pki_mount.mount}/certs/revoked") is None
+
+
+    def test_a_refused_revocation_does_not_print_the_serial(
+        self, tmp_path: Path, output_dir: Path, vault_server: VaultServer, vault_admin: Any, pki_mount: PkiMount
+    ) -> None:
+        """A no_store role's certificate cannot be revoked by serial; Vault's error quotes the serial,
+        a field of the fetched value: the dry run says it was not revoked without printing it."""
+        vault_admin.write_data(
+            f"{pki_mount.mount}/roles/{pki_mount.role}",
+            data={"allow_any_name": True, "no_store": True, "max_ttl": "72h", "enforce_hostnames": False},
+        )
+        config = self.config(tmp_path, output_dir, vault_server, pki_mount)
+        result = dry_run(config, "--issue", env=token_env(vault_server))
+        line = next(x for x in result.stdout.splitlines() if x.startswith("issued, NOT revoked"))
+        assert "not found" in line
+        serials = re.findall(r"(?:[0-9a-f]{2}:){7,}[0-9a-f]{2}", result.stdout + result.stderr)
+        assert serials == [], serials
 
 
 class TestStandIns:

@@ -6,8 +6,10 @@ Usage: ``python bench/libfloor.py [--clients] [--vault URL] [--aws URL] BACKEND�
 What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every config is a YAML file
 whose templates render in Jinja2's sandbox), then ``hvac`` for ``vault`` and ``botocore.session``
 for the AWS services: the template engine, the config parser and the clients the injector is built
-on. hvac is imported as the injector imports it: with requests' optional character-set detector
-(charset_normalizer, chardet) made unimportable, as ``injector/sources/__init__.py`` does.
+on. They are imported as the injector imports them (``injector/sources/__init__.py``): urllib3
+without running its ``http2`` package's ``__init__`` (the HTTP/2 opt-in, which imports
+importlib.metadata), and hvac with requests' optional character-set detector (charset_normalizer,
+chardet) made unimportable.
 With ``--clients`` it also builds one client per backend the plain way (``hvac.Client(url=…)``,
 ``botocore.session.get_session().create_client(service, …)``), and sends no request.
 
@@ -57,6 +59,21 @@ def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
     return backends, clients, vault, aws
 
 
+def urllib3_without_http2_opt_in() -> None:
+    """What ``injector.sources._urllib3_without_http2_opt_in`` does (importing it would add the
+    injector's own modules to the floor)."""
+    import importlib.machinery
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("urllib3")
+    folder = os.path.join(os.path.dirname(spec.origin or ""), "http2") if spec else ""
+    if os.path.isfile(os.path.join(folder, "probe.py")):
+        package = importlib.machinery.ModuleSpec("urllib3.http2", None, is_package=True)
+        package.submodule_search_locations = [folder]
+        sys.modules["urllib3.http2"] = importlib.util.module_from_spec(package)
+
+
 def main() -> None:
     backends, want_clients, vault, aws_url = parse(sys.argv[1:])
     python_kib = rss_kib()
@@ -65,6 +82,7 @@ def main() -> None:
     import yaml  # noqa: F401
 
     aws = [b for b in backends if b != "vault"]
+    urllib3_without_http2_opt_in()
     if "vault" in backends:
         import warnings
 

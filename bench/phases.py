@@ -77,8 +77,9 @@ def main(config_path: str, profiled: bool) -> None:
     engine.compile()
     refs = engine.static_refs()
     watch.lap(f"load config, compile {len(engine.destinations)} templates")
-    from injector.sources import _requests_without_charset_detection
+    from injector.sources import _requests_without_charset_detection, _urllib3_without_http2_opt_in
 
+    _urllib3_without_http2_opt_in()
     _requests_without_charset_detection()
     import injector.sources.vault  # noqa: F401
 

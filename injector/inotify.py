@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import select
 import struct
@@ -51,11 +51,15 @@ _IN_NONBLOCK = 0o4000
 _EVENT = struct.Struct("iIII")
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """The C library the interpreter is linked with (``dlopen(NULL)``), once per process.
+    ``ctypes.util.find_library("c")`` would import subprocess and run ``ldconfig -p`` to find it
+    again at every call."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     return libc if hasattr(libc, "inotify_init1") else None

@@ -230,6 +230,7 @@ SourceFactory = Callable[["Config"], Source]
 def _vault(config: Config) -> Source:
     if config.vault is None:
         raise ConfigError("vault: references are used but the config has no vault: section (address, auth)")
+    _urllib3_without_http2_opt_in()
     _requests_without_charset_detection()
     from injector.sources.vault import build_vault_source
 
@@ -257,13 +258,47 @@ def _requests_without_charset_detection() -> None:
         import requests  # noqa: F401
 
 
+def _urllib3_without_http2_opt_in() -> None:
+    """Lets urllib3 (requests' and botocore's HTTP library) load without running the ``__init__``
+    of its ``urllib3.http2`` package.
+
+    urllib3's connection module imports ``urllib3.http2.probe``, a small cache of which hosts speak
+    HTTP/2, and so runs the package's ``__init__``. That file only defines the opt-in to HTTP/2
+    (``inject_into_urllib3``, which needs the h2 library, not installed here), and for that opt-in
+    imports ``importlib.metadata`` at module level: with what it pulls in, about 0.5 MiB of
+    resident memory and 5 ms of start-up, for a function neither requests nor botocore calls.
+    The package is registered here as a plain namespace over its own folder, so ``probe`` loads
+    from its own file unchanged and connections behave as before; ``urllib3.http2.inject_into_urllib3``
+    does not exist in this process. A process that imported urllib3 already, or a urllib3 without
+    that package (before 2.3), is left as it is."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    if "urllib3" in sys.modules or "urllib3.http2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("urllib3")
+    locations = spec.submodule_search_locations if spec is not None else None
+    folders = [os.path.join(folder, "http2") for folder in locations or ()]
+    folders = [folder for folder in folders if os.path.isfile(os.path.join(folder, "probe.py"))]
+    if not folders:
+        return
+    package = importlib.machinery.ModuleSpec("urllib3.http2", None, is_package=True)
+    package.submodule_search_locations = folders
+    # setdefault: the two AWS sources are built in two threads; the first registration stands.
+    sys.modules.setdefault("urllib3.http2", importlib.util.module_from_spec(package))
+
+
 def _aws_sm(config: Config) -> Source:
+    _urllib3_without_http2_opt_in()
     from injector.sources.aws_secretsmanager import build_secretsmanager_source
 
     return build_secretsmanager_source(config)
 
 
 def _aws_ssm(config: Config) -> Source:
+    _urllib3_without_http2_opt_in()
     from injector.sources.aws_ssm import build_ssm_source
 
     return build_ssm_source(config)

@@ -184,3 +184,48 @@ class TestSharedTls:
             (tmp_path / f"ca{n}.pem").write_bytes(ca)
             assert shared.context(str(tmp_path / f"ca{n}.pem"), None) is not None
             assert len(shared._contexts) <= _KEPT
+
+
+class TestUrllib3WithoutItsHttp2OptIn:
+    """The sources load urllib3 without running ``urllib3/http2/__init__.py`` (the HTTP/2 opt-in and
+    its import of importlib.metadata); HTTPS connections, which consult ``urllib3.http2.probe``,
+    work as before."""
+
+    def test_a_fresh_process_skips_the_opt_in_and_still_speaks_https(
+        self, tmp_path: Path, tls_server: Callable[[Tls], str]
+    ) -> None:
+        import subprocess
+        import sys
+
+        tls = make_tls(tmp_path / "tls")
+        url = tls_server(tls)
+        (tmp_path / "ca.pem").write_bytes(tls.ca_pem)
+        (tmp_path / "token").write_text("s.unused")
+        code = f"""
+import sys
+from pathlib import Path
+from injector.config.model import Config, VaultAuthConfig, VaultConfig
+from injector.sources import build_source
+auth = VaultAuthConfig(method="token", token_file=Path({str(tmp_path / "token")!r}))
+config = Config(path=None, base_dir=Path("."), output_dir=Path("out"),
+                vault=VaultConfig(address="http://127.0.0.1:9", auth=auth))
+build_source("vault", config)
+import requests, urllib3.connection
+status = requests.get({url!r}, verify={str(tmp_path / "ca.pem")!r}, timeout=10).status_code
+print(status, "importlib.metadata" in sys.modules, Path(urllib3.connection.http2_probe.__file__).name,
+      hasattr(sys.modules["urllib3.http2"], "inject_into_urllib3"))
+"""
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["400", "False", "probe.py", "False"]
+
+    def test_a_process_that_imported_urllib3_is_left_as_it_is(self) -> None:
+        import sys
+
+        import urllib3.connection  # noqa: F401
+
+        from injector.sources import _urllib3_without_http2_opt_in
+
+        before = sys.modules["urllib3.http2"]
+        _urllib3_without_http2_opt_in()
+        assert sys.modules["urllib3.http2"] is before

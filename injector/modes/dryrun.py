@@ -6,7 +6,7 @@ in which no secret value (nor anything derived from one) can appear, by construc
    fetched: templates see ``NOT_ISSUED`` for it (``injector.template.values.NotIssued``), and the
    dry run lists it. With ``issue=True`` it is fetched like the rest, and everything issued is
    revoked before the dry run returns (``IssuingSource.revoke_issued``: a lease, or a certificate
-   without one by its serial).
+   without one by its serial, or by the certificate itself where Vault keeps no copy).
 2. Everything is fetched and rendered as ``init`` does, and each file is compared with what
    ``output_dir`` holds: ``new``, ``would change`` or ``unchanged``, with its size and mode.
 3. ``--show`` never prints the real render. Each template is rendered twice more, each time with

@@ -328,17 +328,31 @@ class VaultSource(SourceDefaults):
         logger.info("revoked the lease of %s", self.describe(ref))
 
     def revoke_issued(self, ref: Reference, fetched: Fetched) -> bool:
-        """Revokes the lease of ``fetched``, or a PKI certificate issued without one by its serial
-        (``POST {mount}/revoke``, which needs ``update`` on that path); False if there is neither."""
+        """Revokes the lease of ``fetched``, or a PKI certificate issued without one (``POST
+        {mount}/revoke``, which needs ``update`` on that path); False if there is neither.
+
+        A certificate is revoked by its serial number. A ``no_store`` role's certificates are not
+        kept by serial, so Vault answers that one with 400 "not found"; it is then presented whole
+        (the ``certificate`` field, Vault 1.12 and later), which Vault accepts once it has checked
+        that an issuer of the mount signed it. If that is refused too, its error is raised."""
         if fetched.lease is not None:
             self.revoke(ref, fetched)
             return True
         if fetched.serial is None:
             return False
         path = f"{self._mount_of(ref).path}revoke"
+        how = "its serial number"
         with self._errors(ref, path, action="revoking the certificate of"):
-            self._call("POST", path, body={"serial_number": fetched.serial})
-        logger.info("revoked the certificate of %s by its serial number", self.describe(ref))
+            try:
+                self._call("POST", path, body={"serial_number": fetched.serial})
+            except hvac.exceptions.InvalidRequest:
+                value = fetched.value.reveal()
+                certificate = value.get("certificate") if isinstance(value, Mapping) else None
+                if not isinstance(certificate, str):
+                    raise
+                self._call("POST", path, body={"certificate": certificate})
+                how = "the certificate itself (Vault keeps no copy by serial: a no_store role)"
+        logger.info("revoked the certificate of %s by %s", self.describe(ref), how)
         return True
 
     # --- StatefulSource -------------------------------------------------------------------------

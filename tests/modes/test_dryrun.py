@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from injector.modes.dryrun import stand_in
+from injector.config.load import parse_config
+from injector.errors import SourceError
+from injector.modes.dryrun import preview, stand_in
+from injector.refs import Reference, Secret
+from injector.sources import Fetched
 from tests.fixtures.cli import run, write_config
 from tests.fixtures.sentinel import encoded_forms
 from tests.fixtures.vault import PkiMount, VaultServer, dev_only
@@ -231,21 +237,60 @@ class TestCertificates:
         assert vault_admin.list(f"{pki_mount.mount}/certs/revoked") is None
 
 
-    def test_a_refused_revocation_does_not_print_the_serial(
+    def test_a_no_store_certificate_is_revoked_by_presenting_it(
         self, tmp_path: Path, output_dir: Path, vault_server: VaultServer, vault_admin: Any, pki_mount: PkiMount
     ) -> None:
-        """A no_store role's certificate cannot be revoked by serial; Vault's error quotes the serial,
-        a field of the fetched value: the dry run says it was not revoked without printing it."""
+        """A no_store role's certificate is not kept by serial (Vault answers 400 "not found"): the
+        dry run presents the certificate itself, and Vault lists it as revoked."""
         vault_admin.write_data(
             f"{pki_mount.mount}/roles/{pki_mount.role}",
             data={"allow_any_name": True, "no_store": True, "max_ttl": "72h", "enforce_hostnames": False},
         )
         config = self.config(tmp_path, output_dir, vault_server, pki_mount)
         result = dry_run(config, "--issue", env=token_env(vault_server))
-        line = next(x for x in result.stdout.splitlines() if x.startswith("issued, NOT revoked"))
-        assert "not found" in line
-        serials = re.findall(r"(?:[0-9a-f]{2}:){7,}[0-9a-f]{2}", result.stdout + result.stderr)
-        assert serials == [], serials
+        assert f"issued and revoked: vault:{pki_mount.mount}/issue/{pki_mount.role}" in result.stdout
+        revoked = vault_admin.list(f"{pki_mount.mount}/certs/revoked")
+        assert revoked is not None and len(revoked["data"]["keys"]) == 1
+        assert "by the certificate itself" in result.stderr
+
+    def test_a_refused_revocation_does_not_print_the_serial(self, tmp_path: Path) -> None:
+        """Vault's refusal quotes the serial, a field of the fetched value: the dry run says the
+        certificate was not revoked without printing the serial (or any of the value)."""
+        serial = "3e:91:5c:07:aa:12:9b:40:d2:6f:88:01:7c:e5:33:19:a4:0b:6d:2f"
+
+        class Refusing:
+            scheme = "vault"
+
+            def describe(self, ref: Reference) -> str:
+                return f"memory({ref.path})"
+
+            def issues(self, ref: Reference) -> bool:
+                return True
+
+            def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
+                value = Secret({"certificate": "-----BEGIN CERTIFICATE-----", "serial_number": serial})
+                return {ref: Fetched(value=value, serial=serial, not_after=time.monotonic() + 3600) for ref in refs}
+
+            def revoke_issued(self, ref: Reference, fetched: Fetched) -> bool:
+                raise SourceError(f"{ref}: Vault refused: certificate with serial {serial} not found.", ref=str(ref))
+
+            def close(self) -> None:
+                return None
+
+        config = parse_config(
+            {
+                "output_dir": "/nonexistent/out",
+                "secrets": {"cert": "vault:pki/issue/web?common_name=a.example"},
+                "templates": [{"contents": "{{ secrets.cert.certificate }}", "destination": "tls.crt"}],
+            },
+            base_dir=tmp_path,
+            environ={},
+        )
+        lines = preview(config, timeout=5, issue=True, sources={"vault": Refusing()})
+        refused = [line for line in lines if line.startswith("issued, NOT revoked: vault:pki/issue/web")]
+        assert len(refused) == 1 and "not found" in refused[0]
+        for form in (serial, serial.replace(":", ""), serial.upper()):
+            assert form not in "\n".join(lines)
 
 
 class TestStandIns:

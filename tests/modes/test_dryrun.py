@@ -5,7 +5,6 @@ then revoked. The stand-in values it renders with are checked directly."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,8 +24,6 @@ from tests.fixtures.vault import PkiMount, VaultServer, dev_only
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Quotes, backslashes, %, URL and dotenv delimiters, unicode and whitespace: what escaping filters change.
 PASSWORD = "p@ss\"w0rd/\\x%41$HOME é'ü #:?&=+ tab\there"
-
-
 
 
 def assert_no_part(values: list[str], text: str, length: int = 6) -> None:
@@ -235,7 +232,6 @@ class TestCertificates:
         assert f"vault:{pki_mount.mount}/issue/{pki_mount.role}" in line
         assert "permission denied" in line
         assert vault_admin.list(f"{pki_mount.mount}/certs/revoked") is None
-
 
     def test_a_no_store_certificate_is_revoked_by_presenting_it(
         self, tmp_path: Path, output_dir: Path, vault_server: VaultServer, vault_admin: Any, pki_mount: PkiMount

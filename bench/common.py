@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import struct
@@ -84,6 +85,9 @@ PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "in
 #: Parts of the standard library no process of the bench imports.
 _NOT_COMPILED = re.compile(r"/(site-packages|dist-packages|test|tests|idle_test|idlelib|tkinter|turtledemo|lib2to3)/")
 _compiled_libraries = False
+#: botocore's data as the image has it (``lean_botocore_data``), given to every process the bench
+#: starts as ``AWS_DATA_PATH``; the baseline script and the libraries' floors take botocore's own.
+BOTODATA = PYCACHE.parent / "botodata"
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -95,6 +99,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INJECTOR_", "VAULT_", "AWS_", "PYTHONPATH"))}
     env.update(AWS_ENV)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    if BOTODATA.is_dir():
+        env["AWS_DATA_PATH"] = str(BOTODATA)
     if CODE_PATH is not None:
         env["PYTHONPATH"] = str(CODE_PATH)
     env.update(extra or {})
@@ -140,6 +146,30 @@ def byte_compile(package: Path) -> None:
             _compiled_libraries = True
     finally:
         sys.pycache_prefix = previous
+    lean_botocore_data(package)
+
+
+def lean_botocore_data(package: Path) -> None:
+    """Writes ``BOTODATA``: botocore's endpoints and the AWS sources' service models cut down by
+    ``package``'s ``injector.sources.aws_data``, as the Dockerfile does to the image's botocore (in
+    place there; here a folder on ``AWS_DATA_PATH``, which botocore searches before its own)."""
+    import botocore
+
+    data = Path(botocore.__file__).parent / "data"
+    shutil.rmtree(BOTODATA, ignore_errors=True)
+    BOTODATA.mkdir(parents=True)
+    shutil.copy(data / "endpoints.json", BOTODATA)
+    for model in [*data.glob("secretsmanager/*/service-2.json*"), *data.glob("ssm/*/service-2.json*")]:
+        target = BOTODATA / model.relative_to(data)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(model, target)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
+    env["PYTHONPATH"] = str(package.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "injector.sources.aws_data", str(BOTODATA)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"injector.sources.aws_data failed: {done.stderr.strip()}")
 
 
 def _compile_tree(tree: Path, *, optimize: int, skip: re.Pattern[str] | None = None) -> bool:

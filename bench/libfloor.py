@@ -25,6 +25,7 @@ endpoint data of every AWS service and whole service models, which the injector'
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -64,7 +65,6 @@ def urllib3_without_http2_opt_in() -> None:
     injector's own modules to the floor)."""
     import importlib.machinery
     import importlib.util
-    import os
 
     spec = importlib.util.find_spec("urllib3")
     folder = os.path.join(os.path.dirname(spec.origin or ""), "http2") if spec else ""
@@ -91,6 +91,8 @@ def main() -> None:
             warnings.simplefilter("ignore")
             import hvac
     if aws:
+        # botocore's own data, whole (the bench gives injector processes the image's cut-down copy).
+        os.environ.pop("AWS_DATA_PATH", None)
         import botocore.session
     imported = time.perf_counter()
     imports_kib = rss_kib()

@@ -53,10 +53,12 @@ if TYPE_CHECKING:
     from injector.refs import Reference
 
 __all__ = [
+    "ENDPOINT_SERVICES",
     "AwsContext",
     "as_records",
     "build_client",
     "chunked",
+    "client_methods",
     "count_calls",
     "describe_credentials",
     "map_aws_error",
@@ -201,7 +203,7 @@ def build_client(service: str, config: Config, calls: type) -> tuple[object, Cal
     try:
         # botocore sessions are not thread-safe, and the two AWS sources are built in two threads.
         with _SESSION_LOCK:
-            session.get_component("data_loader").file_loader.keep_calls(service, _public(calls))
+            session.get_component("data_loader").file_loader.keep_calls(service, client_methods(calls))
             client = session.create_client(
                 service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=client_config
             )
@@ -270,7 +272,8 @@ def _shared_tls_session() -> type:
     return _SharedTLSSession
 
 
-def _public(protocol: type) -> list[str]:
+def client_methods(protocol: type) -> list[str]:
+    """The client methods a source's Protocol names (``get_parameters`` …): the operations it calls."""
     return [name for name in vars(protocol) if not name.startswith("_")]
 
 
@@ -289,18 +292,18 @@ def count_calls(client: Any) -> CallCounter:
 #: The services whose endpoint data a session keeps: ours, and those credential providers call
 #: (IRSA and role profiles: STS; IAM Identity Center: SSO). Any other service would still resolve,
 #: through its partition's default endpoint pattern.
-_ENDPOINT_SERVICES = frozenset({"secretsmanager", "ssm", "sts", "sso", "sso-oidc"})
+ENDPOINT_SERVICES = frozenset({"secretsmanager", "ssm", "sts", "sso", "sso-oidc"})
 
 
 def _lean_loader(session: Any) -> None:
     """Gives ``session`` the data loader of ``_botodata``: it keeps the endpoint data of
-    ``_ENDPOINT_SERVICES`` only, and of a service built by ``build_client`` only the operations its
+    ``ENDPOINT_SERVICES`` only, and of a service built by ``build_client`` only the operations its
     source calls. Search paths (``AWS_DATA_PATH``) are botocore's own."""
     from injector.sources._botodata import lean_loader
 
     data_path = session.get_config_variable("data_path")
     paths = [] if not data_path else [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
-    session.register_component("data_loader", lean_loader(paths, _ENDPOINT_SERVICES))
+    session.register_component("data_loader", lean_loader(paths, ENDPOINT_SERVICES))
 
 
 def pin_loggers() -> None:

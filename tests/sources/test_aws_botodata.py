@@ -13,7 +13,7 @@ import botocore
 import pytest
 from botocore.model import ServiceModel
 
-from injector.sources._aws import _ENDPOINT_SERVICES
+from injector.sources._aws import ENDPOINT_SERVICES
 from injector.sources._botodata import LeanFiles, lean_loader, walk_endpoints, walk_service_model
 
 DATA = Path(botocore.__file__).parent / "data"
@@ -54,7 +54,7 @@ def reached(model: dict[str, Any]) -> set[str]:
 def test_endpoints_equal_the_whole_file_trimmed() -> None:
     """On botocore's own endpoints.json, the walk gives what parsing it whole and trimming gives."""
     text = (DATA / "endpoints.json").read_text()
-    assert walk_endpoints(text, _ENDPOINT_SERVICES) == trimmed_after(json.loads(text), _ENDPOINT_SERVICES)
+    assert walk_endpoints(text, ENDPOINT_SERVICES) == trimmed_after(json.loads(text), ENDPOINT_SERVICES)
 
 
 @pytest.mark.parametrize("indent", [None, 0, 4])
@@ -97,7 +97,7 @@ def test_the_walk_never_holds_the_whole_file() -> None:
         finally:
             tracemalloc.stop()
 
-    assert peak(lambda: walk_endpoints(text, _ENDPOINT_SERVICES)) * 8 < peak(lambda: json.loads(text))
+    assert peak(lambda: walk_endpoints(text, ENDPOINT_SERVICES)) * 8 < peak(lambda: json.loads(text))
     assert peak(lambda: walk_service_model(model, SSM_CALLS)) * 3 < peak(lambda: json.loads(model))
 
 
@@ -112,7 +112,7 @@ def test_the_walk_never_holds_the_whole_file() -> None:
 def test_an_unexpected_layout_is_parsed_whole(tmp_path: Path, text: str) -> None:
     """A file the walk cannot follow is parsed as botocore would parse it: whole, nothing lost."""
     (tmp_path / "endpoints.json").write_text(text)
-    assert LeanFiles(_ENDPOINT_SERVICES).load_file(str(tmp_path / "endpoints")) == json.loads(text)
+    assert LeanFiles(ENDPOINT_SERVICES).load_file(str(tmp_path / "endpoints")) == json.loads(text)
 
 
 def test_a_model_with_a_dangling_shape_is_parsed_whole(tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_a_model_with_a_dangling_shape_is_parsed_whole(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     with gzip.open(folder / "service-2.json.gz", "wt") as fp:
         json.dump(model, fp)
-    files = LeanFiles(_ENDPOINT_SERVICES)
+    files = LeanFiles(ENDPOINT_SERVICES)
     files.keep_calls("ssm", SSM_CALLS)
     assert files.exists(str(folder / "service-2"))
     assert files.load_file(str(folder / "service-2")) == model
@@ -130,8 +130,8 @@ def test_a_model_with_a_dangling_shape_is_parsed_whole(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_none(tmp_path: Path) -> None:
     """As botocore's loader: None, so the next search path is tried."""
-    assert LeanFiles(_ENDPOINT_SERVICES).load_file(str(tmp_path / "endpoints")) is None
-    assert not LeanFiles(_ENDPOINT_SERVICES).exists(str(tmp_path / "endpoints"))
+    assert LeanFiles(ENDPOINT_SERVICES).load_file(str(tmp_path / "endpoints")) is None
+    assert not LeanFiles(ENDPOINT_SERVICES).exists(str(tmp_path / "endpoints"))
 
 
 def test_a_model_without_declared_calls_is_whole(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_a_model_without_declared_calls_is_whole(tmp_path: Path) -> None:
     folder = tmp_path / "ssm" / "2014-11-06"
     folder.mkdir(parents=True)
     (folder / "service-2.json").write_text(model_text("ssm"))
-    loaded = LeanFiles(_ENDPOINT_SERVICES).load_file(str(folder / "service-2"))
+    loaded = LeanFiles(ENDPOINT_SERVICES).load_file(str(folder / "service-2"))
     assert loaded == json.loads(model_text("ssm"))
 
 
@@ -148,7 +148,7 @@ def test_services_are_listed_by_folder(type_name: str) -> None:
     """The folder names give botocore's own list for its data, without opening each folder."""
     from botocore.loaders import Loader
 
-    names = lean_loader([], _ENDPOINT_SERVICES).list_available_services(type_name)
+    names = lean_loader([], ENDPOINT_SERVICES).list_available_services(type_name)
     assert {"ssm", "secretsmanager", "sqs"} <= set(names)
     assert names == Loader().list_available_services(type_name)
 
@@ -158,4 +158,4 @@ def test_an_unknown_service_is_refused_as_botocore_refuses_it() -> None:
     from botocore.exceptions import UnknownServiceError
 
     with pytest.raises(UnknownServiceError):
-        lean_loader([], _ENDPOINT_SERVICES).load_service_model("no-such-service", "service-2")
+        lean_loader([], ENDPOINT_SERVICES).load_service_model("no-such-service", "service-2")

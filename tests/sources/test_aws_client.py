@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from injector.sources._aws import _ENDPOINT_SERVICES, _shared_session, build_client
+from injector.sources._aws import ENDPOINT_SERVICES, _shared_session, build_client
 from injector.sources.aws_secretsmanager import SecretsManagerClient
 from injector.sources.aws_ssm import SsmClient
 from tests.fixtures.aws import REGION
@@ -30,7 +30,7 @@ def test_endpoint_data_keeps_our_services_only(aws_config: Any) -> None:
     data, _ = _shared_session(config).get_component("data_loader").load_data_with_path("endpoints")
     services = {name for partition in data["partitions"] for name in partition["services"]}
     assert "ssm" in services
-    assert services <= _ENDPOINT_SERVICES
+    assert services <= ENDPOINT_SERVICES
 
 
 def test_a_service_left_out_still_resolves(aws_config: Any) -> None:

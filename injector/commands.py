@@ -178,8 +178,12 @@ def start_up(log_level: str, log_format: str, config_path: Path, overrides: dict
     return load_config(config_path, overrides=overrides)
 
 
-def run_init(*, config_path: Path, timeout: float, log_level: str, log_format: str, overrides: dict[str, str]) -> None:
-    """``injector init``: render once, report on stderr, return (exit 0)."""
+def run_init(
+    *, config_path: Path, timeout: float, log_level: str, log_format: str, overrides: dict[str, str]
+) -> NoReturn:
+    """``injector init``: render once, report on stderr, exit 0 at once (``exit_now``: the
+    interpreter's teardown of the ~450 modules init imported would add 20–30 ms to every pod's
+    start, for nothing: the files are written and closed, and no thread is left)."""
     config = start_up(log_level, log_format, config_path, overrides)
     from injector.modes.init import run_init as render_once
 
@@ -191,6 +195,7 @@ def run_init(*, config_path: Path, timeout: float, log_level: str, log_format: s
         file=sys.stderr,
         flush=True,
     )
+    exit_now(0)
 
 
 def run_sidecar(
@@ -228,9 +233,11 @@ def exit_codes() -> Iterator[None]:
 
 
 def exit_now(code: int) -> NoReturn:
-    """Exits with ``code`` at once. After an error a backend thread may still be inside a client
-    retry (botocore sleeps in its own loop); the normal exit would wait for it, past the deadline
-    the user set. Output is flushed first; injector keeps nothing that needs atexit handlers."""
+    """Exits with ``code`` at once, without the interpreter's teardown. After an error a backend
+    thread may still be inside a client retry (botocore sleeps in its own loop); the normal exit
+    would wait for it, past the deadline the user set. After a successful ``init`` the teardown is
+    only time. Output is flushed first; injector keeps nothing that needs atexit handlers (every
+    file it writes is closed before the command returns)."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

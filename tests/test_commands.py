@@ -238,6 +238,25 @@ def test_a_pod_command_line_does_not_import_click(tmp_path: Path, output_dir: Pa
 
 
 @pytest.mark.parametrize("flag", ["--config", "-c"])
+def test_init_ends_without_the_interpreters_teardown(tmp_path: Path, output_dir: Path, flag: str) -> None:
+    """A successful init exits at once (exit_now): no atexit handler runs, the files and the report
+    line are all there, the exit code is 0, through either reader."""
+    config = write_config(tmp_path, output_dir, [{"contents": "x={{ env('X') }}\n", "destination": "a"}])
+    code = (
+        "import atexit, sys; atexit.register(print, 'teardown ran', file=sys.stderr); "
+        f"sys.argv = ['injector', 'init', {flag!r}, {str(config)!r}]; "
+        "from injector.__main__ import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "X": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "teardown ran" not in result.stderr
+    assert "injector: rendered 1 file(s)" in result.stderr
+    assert (output_dir / "a").read_text() == "x=1\n"
+
+
+@pytest.mark.parametrize("flag", ["--config", "-c"])
 def test_failures_end_the_same_way_through_either_reader(tmp_path: Path, flag: str) -> None:
     """An error is one line and its exit code whichever reader read the command line."""
     result = run(["init", flag, str(tmp_path / "nope.yaml")])

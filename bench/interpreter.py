@@ -9,7 +9,8 @@ How: for each suite, the image's base (tests/helpers/image.py: Debian minbase wi
 python3-venv and ca-certificates, made by mmdebstrap from this machine's mirrors, cached in
 /var/tmp/injector-image-test) is unpacked into a folder, and the commit at HEAD is installed into
 ``/opt/injector`` there as the Dockerfile does (a venv; its pip installs the package and its
-dependencies from PyPI; the bytecode is compiled again at optimization level 2). Every process
+dependencies from PyPI; botocore's data is cut down by ``injector.sources.aws_data``; the
+bytecode is compiled again at optimization level 2). Every process
 below runs in that root (``chroot``), with /proc, /dev and the bench's /tmp mounted in, against
 the bench's dev Vault and moto on 127.0.0.1:
 
@@ -105,6 +106,8 @@ def prepare(suite: str) -> Path:
     )
     install = (
         f"python3 -m venv {VENV} && {VENV}/bin/pip install --quiet '/src[webhook]' "
+        # the Dockerfile's step 3: botocore's endpoints and the sources' models cut down
+        f"&& {VENV}/bin/python -m injector.sources.aws_data {VENV}/lib/python3*/site-packages/botocore/data "
         f'&& {VENV}/bin/python -c "{recompile}"'
     )
     subprocess.run([CHROOT, str(root), "sh", "-c", install], env=clean_env(**env), check=True, timeout=900)

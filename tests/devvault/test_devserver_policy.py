@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import hvac
 import pytest
@@ -159,3 +160,123 @@ def test_seal_needs_sudo(client: hvac.Client, token_client: MakeClient) -> None:
     with pytest.raises(exceptions.Forbidden):
         op.sys.seal()
     assert not client.sys.is_sealed()
+
+
+# --- parameter constraints (Vault's ACL.AllowOperation) --------------------------------------------
+
+
+@pytest.fixture
+def kv1(client: hvac.Client) -> str:
+    """A KV v1 mount, whose write parameters are the secret's own keys."""
+    client.sys.enable_secrets_engine("kv", path="kv1", options={"version": "1"})
+    return "kv1"
+
+
+def writer(client: hvac.Client, token_client: MakeClient, rules: str) -> Callable[..., None]:
+    app = login_with(client, token_client, "constrained", rules)
+
+    def write(**secret: Any) -> None:
+        app.secrets.kv.v1.create_or_update_secret(path="app", secret=secret, method="PUT", mount_point="kv1")
+
+    return write
+
+
+def test_required_parameters_must_be_there(client: hvac.Client, token_client: MakeClient, kv1: str) -> None:
+    write = writer(client, token_client, 'path "kv1/app" { capabilities = ["create", "update"]\n'
+                                         '  required_parameters = ["owner"] }')
+    write(owner="team", x="1")
+    with pytest.raises(exceptions.Forbidden):
+        write(x="1")
+
+
+def test_denied_parameters_by_key_and_by_value(client: hvac.Client, token_client: MakeClient,
+                                               kv1: str) -> None:
+    write = writer(client, token_client, """path "kv1/app" {
+  capabilities = ["create", "update"]
+  denied_parameters = { "password" = [], "env" = ["prod", "stag*"] }
+}""")
+    write(user="u", env="dev")
+    for bad in ({"password": "p"}, {"env": "prod"}, {"env": "staging"}):
+        with pytest.raises(exceptions.Forbidden):
+            write(user="u", **bad)
+
+
+def test_denied_star_denies_any_parameter(client: hvac.Client, token_client: MakeClient, kv1: str) -> None:
+    write = writer(client, token_client, 'path "kv1/app" { capabilities = ["update", "create"]\n'
+                                         '  denied_parameters = { "*" = [] } }')
+    with pytest.raises(exceptions.Forbidden):
+        write(anything="x")
+
+
+def test_allowed_parameters_keys_values_and_globs(client: hvac.Client, token_client: MakeClient,
+                                                  kv1: str) -> None:
+    """Every key must be allowed; a listed value must match, `*` at either end a glob; keys are
+    compared lowercased."""
+    write = writer(client, token_client, """path "kv1/app" {
+  capabilities = ["create", "update"]
+  allowed_parameters = { user = [], "env" = ["dev-*", "*-test", "exact"] }
+}""")
+    for good in ({"user": "u"}, {"env": "dev-1"}, {"env": "a-test"}, {"env": "exact"}, {"USER": "u"}):
+        write(**good)
+    for bad in ({"env": "prod"}, {"env": "exact2"}, {"other": "x"}, {"user": "u", "other": "x"}):
+        with pytest.raises(exceptions.Forbidden):
+            write(**bad)
+
+
+def test_allowed_star_with_listed_keys(client: hvac.Client, token_client: MakeClient, kv1: str) -> None:
+    """With "*" allowed, any key passes, but a listed key still needs a listed value."""
+    write = writer(client, token_client, """path "kv1/app" {
+  capabilities = ["create", "update"]
+  allowed_parameters = { "*" = [], "env" = ["dev"] }
+}""")
+    write(anything="x", env="dev")
+    with pytest.raises(exceptions.Forbidden):
+        write(anything="x", env="prod")
+
+
+def test_constraints_merge_across_policies(client: hvac.Client, token_client: MakeClient, kv1: str) -> None:
+    """A policy that allows the path without constraints does not lift another one's: the merge
+    keeps the allowed list (and joins value lists)."""
+    client.sys.create_or_update_policy("open", 'path "kv1/app" { capabilities = ["create", "update"] }')
+    client.sys.create_or_update_policy("narrow", 'path "kv1/app" { capabilities = ["update"]\n'
+                                                 '  allowed_parameters = { "env" = ["dev"] } }')
+    client.sys.create_or_update_policy("wider", 'path "kv1/app" { capabilities = ["update"]\n'
+                                                '  allowed_parameters = { "env" = ["test"] } }')
+    token = client.auth.token.create(policies=["open", "narrow", "wider"], ttl="1h")["auth"]["client_token"]
+    app = token_client(token)
+    for env in ("dev", "test"):
+        app.secrets.kv.v1.create_or_update_secret(path="app", secret={"env": env}, method="PUT", mount_point="kv1")
+    with pytest.raises(exceptions.Forbidden):
+        app.secrets.kv.v1.create_or_update_secret(path="app", secret={"user": "u"}, method="PUT", mount_point="kv1")
+
+
+def test_reads_are_checked_against_their_query(client: hvac.Client, token_client: MakeClient) -> None:
+    """A read's query parameters are its data: KV v2 reads of a version other than the allowed one are denied."""
+    client.secrets.kv.v2.create_or_update_secret(path="q", secret={"k": "1"})
+    client.secrets.kv.v2.create_or_update_secret(path="q", secret={"k": "2"})
+    app = login_with(client, token_client, "q", 'path "secret/data/q" { capabilities = ["read"]\n'
+                                                '  allowed_parameters = { "version" = ["1"] } }')
+    assert app.secrets.kv.v2.read_secret_version(path="q", version=1, raise_on_deleted_version=True)
+    assert app.secrets.kv.v2.read_secret_version(path="q", raise_on_deleted_version=True)
+    with pytest.raises(exceptions.Forbidden):
+        app.secrets.kv.v2.read_secret_version(path="q", version=2, raise_on_deleted_version=True)
+
+
+def test_a_key_vault_does_not_know_is_refused(client: hvac.Client) -> None:
+    with pytest.raises(exceptions.InvalidRequest, match='path "x": invalid key "capability"'):
+        client.sys.create_or_update_policy("bad", 'path "x" { capability = ["read"] }')
+
+
+def test_keys_this_server_does_not_enforce_are_refused_not_ignored(client: hvac.Client) -> None:
+    """min_wrapping_ttl and the like would be accepted by Vault and enforced; here they are a 400
+    that says so, never silently more permissive."""
+    for key, value in (("min_wrapping_ttl", '"1m"'), ("max_wrapping_ttl", "300"), ("mfa_methods", '["m"]')):
+        with pytest.raises(exceptions.InvalidRequest, match=f"{key} is not enforced by this dev server"):
+            client.sys.create_or_update_policy("bad", f'path "x" {{ capabilities = ["read"]\n {key} = {value} }}')
+    policy = {"path": {"x": {"capabilities": ["read"], "allowed_parameters": {"/a/b": []}}}}
+    with pytest.raises(exceptions.InvalidRequest, match="JSON pointer keys"):
+        client.sys.create_or_update_policy("bad", policy)  # type: ignore[arg-type]
+
+
+def test_a_comment_is_accepted(client: hvac.Client, token_client: MakeClient) -> None:
+    client.sys.create_or_update_policy("c", 'path "secret/data/c" { comment = "why"\n capabilities = ["read"] }')

@@ -227,7 +227,7 @@ class Core:
             if is_wrapping(token):
                 if not wrapping_allows(path):
                     raise VaultError(403, PERMISSION_DENIED)
-            elif not preflight and not self.acl(token).allows(acl_path, req.op):
+            elif not preflight and not self.acl(token).allows(acl_path, req.op, req.data):
                 raise VaultError(403, PERMISSION_DENIED)
         if target is None:
             raise VaultError(404, f'no handler for route "{path}". route entry not found.')

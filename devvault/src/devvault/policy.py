@@ -1,19 +1,36 @@
 """ACL policies: a small HCL/JSON parser, Vault's path-matching priority, and the policy store.
 
-Only ``path "<pattern>" { capabilities = [...] }`` blocks are understood (plus the legacy
-``policy = "read|write|deny|sudo"`` form and the JSON equivalent hvac sends for dict policies).
+``path "<pattern>" { ... }`` blocks are understood, in HCL or in the JSON hvac sends for dict
+policies, with ``capabilities``, the legacy ``policy = "read|write|deny|sudo"``, ``comment`` and
+the parameter constraints ``required_parameters``, ``allowed_parameters`` and
+``denied_parameters``, enforced as Vault's ``ACL.AllowOperation`` does (below). Vault's other
+keys (``min_wrapping_ttl``, ``max_wrapping_ttl``, ``mfa_methods``, ``control_group``) and JSON
+pointer parameter keys are refused with a 400 that says this server does not enforce them, rather
+than accepted and ignored; any other key is a 400 as in Vault.
 A pattern may end in ``*`` (prefix glob) and use ``+`` for exactly one path segment. When several
 patterns match, Vault's priority rules pick one (an exact match first; then the pattern whose
 first wildcard comes later, that does not end in ``*``, with fewer ``+``, longer, larger); its
 capabilities apply, and ``deny`` beats everything. Patterns repeated across a token's policies
-are merged first (capabilities unioned).
+are merged first (capabilities unioned; parameter lists as Vault's ``MergeMap``: a key allowed or
+denied with any value in one policy is so in the merge, else the value lists are joined; required
+parameters unioned).
+
+Parameter constraints apply to read, create/update and patch requests, to the request's data (the
+query parameters overlaid with the body; keys compared lowercased): every required parameter must
+be there; a request with no data is then allowed; ``denied_parameters`` ``"*"`` denies any data, and
+a denied key denies when its value is in the list (an empty list: any value); with
+``allowed_parameters`` set (other than ``"*"`` alone), every key must be allowed (or ``"*"`` be
+there) and, when listed, its value in the list. A listed string may start or end with ``*``
+(a glob); other values match when equal.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from devvault.wire import VaultError
 
@@ -65,22 +82,106 @@ path "cubbyhole/*" { capabilities = ["create", "read", "update", "delete", "list
 
 _TOKEN = re.compile(
     r'\s*(?:(?P<comment>(?:#|//)[^\n]*|/\*.*?\*/)|(?P<string>"(?:[^"\\]|\\.)*")'
-    r"|(?P<punct>[{}\[\]=,])|(?P<word>[A-Za-z_][A-Za-z0-9_\-]*))",
+    r"|(?P<number>-?[0-9]+(?:\.[0-9]+)?)|(?P<punct>[{}\[\]=,])|(?P<word>[A-Za-z_][A-Za-z0-9_\-]*))",
     re.DOTALL,
 )
 
 
+#: Keys of a path block Vault knows and this server does not enforce: refused, not ignored.
+_UNENFORCED = ("min_wrapping_ttl", "max_wrapping_ttl", "mfa_methods", "control_group")
+_PARAMETER_KEYS = ("allowed_parameters", "denied_parameters", "required_parameters")
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """A path's parameter constraints (None: that kind is not set)."""
+
+    allowed: Mapping[str, tuple[Any, ...]] | None = None
+    denied: Mapping[str, tuple[Any, ...]] | None = None
+    required: tuple[str, ...] = ()
+
+    def merged(self, other: Params) -> Params:
+        """Vault's merge of the same path's constraints from two policies."""
+        return Params(
+            allowed=_merge_map(self.allowed, other.allowed),
+            denied=_merge_map(self.denied, other.denied),
+            required=tuple(dict.fromkeys((*self.required, *other.required))),
+        )
+
+    def allow(self, data: Mapping[str, Any]) -> bool:
+        """Whether a request with ``data`` passes these constraints."""
+        given = {str(key).lower(): value for key, value in data.items()}
+        if any(name.lower() not in given for name in self.required):
+            return False
+        if not given:
+            return True
+        if self.denied:
+            if "*" in self.denied:
+                return False
+            for key, value in given.items():
+                if key in self.denied and _value_in(value, self.denied[key]):
+                    return False
+        if not self.allowed or set(self.allowed) == {"*"}:
+            return True
+        allowed_all = "*" in self.allowed
+        for key, value in given.items():
+            if key not in self.allowed:
+                if not allowed_all:
+                    return False
+            elif not _value_in(value, self.allowed[key]):
+                return False
+        return True
+
+
+def _merge_map(
+    a: Mapping[str, tuple[Any, ...]] | None, b: Mapping[str, tuple[Any, ...]] | None
+) -> Mapping[str, tuple[Any, ...]] | None:
+    if a is None or b is None:
+        return b if a is None else a
+    out = dict(a)
+    for key, values in b.items():
+        if key in out:
+            out[key] = () if not out[key] or not values else (*out[key], *values)
+        else:
+            out[key] = values
+    return out
+
+
+def _value_in(value: Any, listed: tuple[Any, ...]) -> bool:
+    if not listed:
+        return True
+    for item in listed:
+        if isinstance(item, str) and isinstance(value, str):
+            if _glob_match(item, value):
+                return True
+        elif item == value and type(item) is type(value):
+            return True
+    return False
+
+
+def _glob_match(item: str, value: str) -> bool:
+    if len(item) > 1 and item.startswith("*") and item.endswith("*"):
+        return item[1:-1] in value
+    if item.startswith("*"):
+        return value.endswith(item[1:])
+    if item.endswith("*"):
+        return value.startswith(item[:-1])
+    return item == value
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A parsed policy: ``rules`` maps a path pattern to its capabilities."""
+    """A parsed policy: ``rules`` maps a path pattern to its capabilities, ``params`` to its
+    parameter constraints (patterns without any are not in it)."""
 
     name: str
     text: str
     rules: dict[str, frozenset[str]]
+    params: dict[str, Params] = field(default_factory=dict)
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
@@ -92,77 +193,143 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if kind == "comment":
             continue
         value = match.group(kind)
-        out.append((kind, json.loads(value) if kind == "string" else value))
+        out.append((kind, json.loads(value) if kind in ("string", "number") else value))
     return out
 
 
-def _parse_hcl(text: str) -> dict[str, set[str]]:
-    toks = _tokens(text)
-    rules: dict[str, set[str]] = {}
-    i = 0
+class _Reader:
+    """HCL tokens read one value at a time."""
 
-    def expect(kind: str, value: str | None = None) -> str:
-        nonlocal i
+    def __init__(self, text: str) -> None:
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def more(self, closing: str | None = None) -> bool:
+        return self.i < len(self.toks) and (closing is None or self.toks[self.i] != ("punct", closing))
+
+    def skip(self, punct: str) -> None:
+        if self.more() and self.toks[self.i] == ("punct", punct):
+            self.i += 1
+
+    def expect(self, kind: str, value: str | None = None) -> Any:
+        toks, i = self.toks, self.i
         if i >= len(toks) or toks[i][0] != kind or (value is not None and toks[i][1] != value):
             got = toks[i][1] if i < len(toks) else "end of text"
             raise ValueError(f"expected {value or kind}, got {got!r}")
-        i += 1
-        return toks[i - 1][1]
+        self.i += 1
+        return toks[i][1]
 
-    while i < len(toks):
-        expect("word", "path")
-        pattern = expect("string")
-        expect("punct", "{")
+    def value(self) -> Any:
+        if not self.more():
+            raise ValueError("expected a value, got end of text")
+        kind, token = self.toks[self.i]
+        self.i += 1
+        if (kind, token) == ("punct", "["):
+            items = []
+            while self.more("]"):
+                items.append(self.value())
+                self.skip(",")
+            self.expect("punct", "]")
+            return items
+        if (kind, token) == ("punct", "{"):
+            members: dict[str, Any] = {}
+            while self.more("}"):
+                name = self.value() if self.toks[self.i][0] == "string" else self.expect("word")
+                self.expect("punct", "=")
+                members[str(name)] = self.value()
+                self.skip(",")
+            self.expect("punct", "}")
+            return members
+        if kind in ("string", "number") or (kind == "word" and token in ("true", "false")):
+            return token == "true" if kind == "word" else token
+        raise ValueError(f"expected a value, got {token!r}")
+
+
+def _parse_hcl(text: str) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]]]:
+    """``path`` blocks: the capabilities per pattern, and each pattern's other keys as values."""
+    reader = _Reader(text)
+    rules: dict[str, set[str]] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    while reader.more():
+        reader.expect("word", "path")
+        pattern = reader.expect("string")
+        reader.expect("punct", "{")
         caps = rules.setdefault(pattern, set())
-        while i < len(toks) and toks[i] != ("punct", "}"):
-            key = expect("word")
-            expect("punct", "=")
-            if i < len(toks) and toks[i] == ("punct", "["):
-                i += 1
-                values: list[str] = []
-                while toks[i] != ("punct", "]"):
-                    values.append(expect("string"))
-                    if toks[i] == ("punct", ","):
-                        i += 1
-                i += 1
-            elif i < len(toks) and toks[i][0] == "punct" and toks[i][1] == "{":
-                depth = 0
-                while True:  # skip a nested block such as allowed_parameters = {…}
-                    depth += {"{": 1, "}": -1}.get(toks[i][1], 0) if toks[i][0] == "punct" else 0
-                    i += 1
-                    if depth == 0:
-                        break
-                continue
-            else:
-                values = [expect("string")]
+        while reader.more("}"):
+            key = reader.expect("word")
+            reader.expect("punct", "=")
+            given = reader.value()
             if key == "capabilities":
-                caps.update(values)
+                caps.update(str(cap) for cap in (given if isinstance(given, list) else [given]))
             elif key == "policy":
-                caps.update(_LEGACY.get(values[0], set()) or {values[0]})
-        expect("punct", "}")
-    return rules
+                caps.update(_LEGACY.get(str(given), set()) or {str(given)})
+            else:
+                extra.setdefault(pattern, {})[key] = given
+        reader.expect("punct", "}")
+    return rules, extra
 
 
-def _parse_json(text: str) -> dict[str, set[str]]:
+def _parse_json(text: str) -> tuple[dict[str, set[str]], dict[str, dict[str, Any]]]:
     doc = json.loads(text)
     paths = doc.get("path") if isinstance(doc, dict) else None
     if not isinstance(paths, dict):
         raise ValueError('a JSON policy needs a "path" object')
     rules: dict[str, set[str]] = {}
+    extra: dict[str, dict[str, Any]] = {}
     for pattern, body in paths.items():
         caps = rules.setdefault(str(pattern), set())
-        caps.update(str(cap) for cap in (body or {}).get("capabilities", []))
-        legacy = (body or {}).get("policy")
+        body = body or {}
+        caps.update(str(cap) for cap in body.get("capabilities", []))
+        legacy = body.get("policy")
         if legacy:
             caps.update(_LEGACY.get(str(legacy), {str(legacy)}))
-    return rules
+        others = {key: val for key, val in body.items() if key not in ("capabilities", "policy")}
+        if others:
+            extra[str(pattern)] = others
+    return rules, extra
+
+
+def _params(pattern: str, keys: Mapping[str, Any]) -> Params | None:
+    """The parameter constraints of one path block; a 400's words for anything else."""
+    for key in keys:
+        if key in _UNENFORCED:
+            raise ValueError(
+                f'path "{pattern}": {key} is not enforced by this dev server '
+                "(Vault would enforce it; accepting it unenforced would allow what Vault refuses)"
+            )
+        if key not in (*_PARAMETER_KEYS, "comment"):
+            raise ValueError(f'path "{pattern}": invalid key "{key}"')
+
+    def constraints(kind: str) -> dict[str, tuple[Any, ...]] | None:
+        given = keys.get(kind)
+        if given is None:
+            return None
+        if not isinstance(given, dict):
+            raise ValueError(f'path "{pattern}": {kind} must be a map of parameter names to lists')
+        out = {}
+        for name, listed in given.items():
+            if name.startswith("/"):
+                raise ValueError(f'path "{pattern}": {kind}: parameter key "{name}": JSON pointer keys '
+                                 "are not enforced by this dev server")
+            if "*" in name and name != "*":
+                raise ValueError(f'path "{pattern}": {kind}: parameter key "{name}" cannot contain '
+                                 "non-tail wildcards")
+            out[name.lower()] = tuple(listed if isinstance(listed, list) else [listed])
+        return out
+
+    required = keys.get("required_parameters", [])
+    if not isinstance(required, list) or not all(isinstance(name, str) for name in required):
+        raise ValueError(f'path "{pattern}": required_parameters must be a list of names')
+    params = Params(constraints("allowed_parameters"), constraints("denied_parameters"), tuple(required))
+    return None if params == Params() else params
 
 
 def parse_policy(name: str, text: str) -> Policy:
     """Parses HCL or JSON policy text; raises a 400 VaultError saying what is wrong."""
     try:
-        rules = _parse_json(text) if text.lstrip().startswith("{") else _parse_hcl(text)
-    except (ValueError, IndexError, AttributeError) as exc:
+        rules, extra = _parse_json(text) if text.lstrip().startswith("{") else _parse_hcl(text)
+        params = {pattern: p for pattern, keys in extra.items() if (p := _params(pattern, keys))}
+    except (ValueError, IndexError, AttributeError, TypeError) as exc:
         raise VaultError(400, f"failed to parse policy: {exc}") from exc
     for pattern, caps in rules.items():
         unknown = caps - CAPABILITIES
@@ -171,7 +338,7 @@ def parse_policy(name: str, text: str) -> Policy:
                 400, f'failed to parse policy: path "{pattern}": invalid capability '
                      f'"{sorted(unknown)[0]}"'
             )
-    return Policy(name=name, text=text, rules={k: frozenset(v) for k, v in rules.items()})
+    return Policy(name=name, text=text, rules={k: frozenset(v) for k, v in rules.items()}, params=params)
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -194,39 +361,50 @@ class ACL:
     def __init__(self, policies: list[Policy]) -> None:
         self.root = any(policy.name == "root" for policy in policies)
         merged: dict[str, set[str]] = {}
+        params: dict[str, Params] = {}
         for policy in policies:
             for pattern, caps in policy.rules.items():
                 merged.setdefault(pattern, set()).update(caps)
-        self._rules = [(pattern, _regex(pattern), frozenset(caps))
+            for pattern, given in policy.params.items():
+                params[pattern] = params[pattern].merged(given) if pattern in params else given
+        self._rules = [(pattern, _regex(pattern), frozenset(caps), params.get(pattern))
                        for pattern, caps in merged.items()]
+
+    def _best(self, path: str) -> tuple[frozenset[str], Params | None]:
+        best: tuple[tuple[int, bool, int, int, str], frozenset[str], Params | None] | None = None
+        for pattern, regex, caps, params in self._rules:
+            if regex.fullmatch(path) and (best is None or _priority(pattern) > best[0]):
+                best = (_priority(pattern), caps, params)
+        if best is None or "deny" in best[1] or not best[1]:
+            return frozenset({"deny"}), None
+        return best[1], best[2]
 
     def capabilities(self, path: str) -> frozenset[str]:
         """Returns the capabilities on ``path`` (``{"root"}`` for root, ``{"deny"}`` for none)."""
         if self.root:
             return frozenset({"root"})
-        best: tuple[tuple[int, bool, int, int, str], frozenset[str]] | None = None
-        for pattern, regex, caps in self._rules:
-            if regex.fullmatch(path) and (best is None or _priority(pattern) > best[0]):
-                best = (_priority(pattern), caps)
-        if best is None or "deny" in best[1] or not best[1]:
-            return frozenset({"deny"})
-        return best[1]
+        return self._best(path)[0]
 
-    def allows(self, path: str, op: str) -> bool:
-        """True when ``op`` on ``path`` is allowed (list paths carry their trailing slash)."""
-        caps = self.capabilities(path)
-        if "root" in caps:
+    def allows(self, path: str, op: str, data: Mapping[str, Any] | None = None) -> bool:
+        """True when ``op`` on ``path`` with the request's ``data`` is allowed (list paths carry
+        their trailing slash)."""
+        if self.root:
             return True
+        caps, params = self._best(path)
         if not caps & _NEEDS.get(op, {op}):
             return False
         sudo = any(path.startswith(prefix) if glob else path == prefix for prefix, glob in _SUDO)
-        return not sudo or "sudo" in caps
+        if sudo and "sudo" not in caps:
+            return False
+        if params is not None and op in ("read", "update", "patch"):
+            return params.allow(data or {})
+        return True
 
     def touches(self, prefix: str) -> bool:
         """True when some non-deny rule could match a path under ``prefix`` (mount preflight)."""
         if self.root:
             return True
-        for pattern, _, caps in self._rules:
+        for pattern, _, caps, _ in self._rules:
             if "deny" in caps or not caps:
                 continue
             literal = re.split(r"[+*]", pattern, maxsplit=1)[0]

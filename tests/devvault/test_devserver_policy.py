@@ -280,3 +280,41 @@ def test_keys_this_server_does_not_enforce_are_refused_not_ignored(client: hvac.
 
 def test_a_comment_is_accepted(client: hvac.Client, token_client: MakeClient) -> None:
     client.sys.create_or_update_policy("c", 'path "secret/data/c" { comment = "why"\n capabilities = ["read"] }')
+
+
+def test_a_required_name_is_matched_lowercased_against_the_keys_as_sent(
+    client: hvac.Client, token_client: MakeClient, kv1: str
+) -> None:
+    """Vault lowercases the required name, not the request's keys: "Owner" is satisfied by
+    "owner" and not by "OWNER"."""
+    write = writer(client, token_client, 'path "kv1/app" { capabilities = ["create", "update"]\n'
+                                         '  required_parameters = ["Owner"] }')
+    write(owner="team")
+    with pytest.raises(exceptions.Forbidden):
+        write(OWNER="team")
+
+
+def test_listed_values_other_than_strings(client: hvac.Client, token_client: MakeClient, kv1: str) -> None:
+    """Booleans compare as they are; a number in a request body never equals a policy's number
+    (Vault reads it as a JSON number string)."""
+    write = writer(client, token_client, """path "kv1/app" {
+  capabilities = ["create", "update"]
+  allowed_parameters = { "on" = [true], "n" = [3] }
+}""")
+    write(on=True)
+    for bad in ({"on": False}, {"on": "true"}, {"n": 3}):
+        with pytest.raises(exceptions.Forbidden):
+            write(**bad)
+
+
+@pytest.mark.parametrize("block", [
+    'allowed_parameters = "x"',
+    'denied_parameters = ["x"]',
+    'required_parameters = "x"',
+    'allowed_parameters = { "a*b" = [] }',
+])
+def test_malformed_constraints_are_400_and_keep_the_old_policy(client: hvac.Client, block: str) -> None:
+    client.sys.create_or_update_policy("p", 'path "x" { capabilities = ["read"] }')
+    with pytest.raises(exceptions.InvalidRequest, match='failed to parse policy: path "x"'):
+        client.sys.create_or_update_policy("p", f'path "x" {{ capabilities = ["read"]\n {block} }}')
+    assert client.sys.read_policy("p")["rules"] == 'path "x" { capabilities = ["read"] }'

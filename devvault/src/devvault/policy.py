@@ -11,17 +11,18 @@ A pattern may end in ``*`` (prefix glob) and use ``+`` for exactly one path segm
 patterns match, Vault's priority rules pick one (an exact match first; then the pattern whose
 first wildcard comes later, that does not end in ``*``, with fewer ``+``, longer, larger); its
 capabilities apply, and ``deny`` beats everything. Patterns repeated across a token's policies
-are merged first (capabilities unioned; parameter lists as Vault's ``MergeMap``: a key allowed or
+are merged first (capabilities unioned; parameter lists as Vault's ACL merges them: a key allowed or
 denied with any value in one policy is so in the merge, else the value lists are joined; required
 parameters unioned).
 
 Parameter constraints apply to read, create/update and patch requests, to the request's data (the
-query parameters overlaid with the body; keys compared lowercased): every required parameter must
-be there; a request with no data is then allowed; ``denied_parameters`` ``"*"`` denies any data, and
+query parameters overlaid with the body): every required name, lowercased, must be among the
+keys as sent; a request with no data is then allowed; ``denied_parameters`` ``"*"`` denies any data, and
 a denied key denies when its value is in the list (an empty list: any value); with
 ``allowed_parameters`` set (other than ``"*"`` alone), every key must be allowed (or ``"*"`` be
-there) and, when listed, its value in the list. A listed string may start or end with ``*``
-(a glob); other values match when equal.
+there) and, when listed, its value in the list. Sent keys are lowercased before they are looked up
+there. A listed string may start or end with ``*`` (a glob); other values match when deeply equal,
+but a number sent in a body never does (Vault reads it as a JSON number string).
 """
 
 from __future__ import annotations
@@ -110,9 +111,11 @@ class Params:
 
     def allow(self, data: Mapping[str, Any]) -> bool:
         """Whether a request with ``data`` passes these constraints."""
-        given = {str(key).lower(): value for key, value in data.items()}
-        if any(name.lower() not in given for name in self.required):
+        # Vault looks a required name up lowercased among the request's keys as sent, and a sent
+        # key up lowercased among the allowed and denied ones.
+        if any(name.lower() not in data for name in self.required):
             return False
+        given = {str(key).lower(): value for key, value in data.items()}
         if not given:
             return True
         if self.denied:
@@ -148,15 +151,32 @@ def _merge_map(
 
 
 def _value_in(value: Any, listed: tuple[Any, ...]) -> bool:
+    """Vault's ``valueInParameterList``: an empty list holds everything; strings match as globs;
+    anything else must be deeply equal."""
     if not listed:
         return True
     for item in listed:
         if isinstance(item, str) and isinstance(value, str):
             if _glob_match(item, value):
                 return True
-        elif item == value and type(item) is type(value):
+        elif _deep_equal(item, value):
             return True
     return False
+
+
+def _deep_equal(item: Any, value: Any) -> bool:
+    """``reflect.DeepEqual`` of a policy value and a request value as Vault holds them: a number
+    in a request body is a ``json.Number`` (a string type) there, so it never equals a policy's
+    number; booleans, null, strings, lists and maps compare as they are."""
+    if isinstance(item, bool) or isinstance(value, bool) or item is None or value is None:
+        return item is value
+    if isinstance(item, int | float) or isinstance(value, int | float):
+        return False
+    if isinstance(item, list) and isinstance(value, list):
+        return len(item) == len(value) and all(map(_deep_equal, item, value))
+    if isinstance(item, dict) and isinstance(value, dict):
+        return item.keys() == value.keys() and all(_deep_equal(item[k], value[k]) for k in item)
+    return isinstance(item, str) and isinstance(value, str) and item == value
 
 
 def _glob_match(item: str, value: str) -> bool:

@@ -54,11 +54,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDPOINT_SERVICES",
+    "HANDLER_SERVICES",
     "AwsContext",
     "as_records",
     "build_client",
     "chunked",
     "client_methods",
+    "concerns_our_clients",
     "count_calls",
     "describe_credentials",
     "map_aws_error",
@@ -155,16 +157,64 @@ def _shared_session(config: Config) -> Any:
     endpoint data (1.2 MB of JSON) and caches credentials, so two would do both twice. botocore's
     own session, not boto3's: boto3 adds ~3 MiB of imports (s3transfer, resources) and nothing a
     client needs."""
-    import botocore.session
-
     with _SESSION_LOCK:
         entry = _SESSIONS.get(id(config))
         if entry is None:
-            session = botocore.session.Session()
+            session = _lean_session_class()()
             _lean_loader(session)
             entry = (config, session)
             _SESSIONS[id(config)] = entry
         return entry[1]
+
+
+#: The services whose events a session's handlers listen to, as botocore names them in events
+#: (the hyphenated service id: ``before-call.secrets-manager.GetSecretValue``): the clients the
+#: sources build, and those credential providers build (STS for IRSA and role profiles; SSO and
+#: SSO OIDC for IAM Identity Center; Sign-In for login profiles).
+HANDLER_SERVICES = frozenset({"secrets-manager", "ssm", "sts", "sso", "sso-oidc", "signin"})
+
+
+def concerns_our_clients(event_name: str) -> bool:
+    """Whether a handler registered for ``event_name`` can run for a client of ``HANDLER_SERVICES``:
+    an event of no service (``creating-client-class``), of every service (``before-call.*``) or of
+    one of them. botocore names a client's events ``KIND.SERVICE_ID.OPERATION`` and calls a
+    handler whose name is a prefix of it, so a handler of another service never runs here. The
+    ``docs.…`` events are raised only while botocore writes documentation, never by a client."""
+    parts = event_name.split(".", 2)
+    if parts[0] == "docs":
+        return False
+    return len(parts) < 2 or parts[1] in HANDLER_SERVICES or parts[1] == "*"
+
+
+@functools.cache
+def _lean_session_class() -> type:
+    """botocore's ``Session`` with only the built-in handlers ``concerns_our_clients``.
+
+    A session registers botocore's 127 built-in handlers, most for S3, EC2, Glacier or RDS, and
+    each client copies the session's handler tree: two clients and the session held about 0.2 MiB
+    of handlers no call of ours reaches, and registering and copying them was 3–4 ms of each AWS
+    start (bench/README.md). A test compares, for every event our clients raise, the handlers
+    this session calls with those a plain session calls.
+    """
+    import botocore.session
+    from botocore import handlers
+
+    class LeanSession(botocore.session.Session):  # type: ignore[misc]  # botocore is untyped
+        def _register_builtin_handlers(self, events: Any) -> None:
+            # botocore's own loop over BUILTIN_HANDLERS, skipping other services' handlers.
+            for spec in handlers.BUILTIN_HANDLERS:
+                event_name, handler = spec[0], spec[1]
+                if not concerns_our_clients(event_name):
+                    continue
+                register_type = spec[2] if len(spec) > 2 else None
+                if register_type is handlers.REGISTER_FIRST:
+                    events.register_first(event_name, handler)
+                elif register_type is handlers.REGISTER_LAST:
+                    events.register_last(event_name, handler)
+                else:
+                    self.register(event_name, handler)
+
+    return LeanSession
 
 
 def build_client(service: str, config: Config, calls: type) -> tuple[object, Callable[[], str]]:

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from injector.sources._aws import ENDPOINT_SERVICES, _shared_session, build_client
+from injector.sources._aws import (
+    ENDPOINT_SERVICES,
+    HANDLER_SERVICES,
+    _shared_session,
+    build_client,
+    concerns_our_clients,
+)
 from injector.sources.aws_secretsmanager import SecretsManagerClient
 from injector.sources.aws_ssm import SsmClient
 from tests.fixtures.aws import REGION
@@ -48,3 +54,76 @@ def test_a_client_has_the_operations_its_source_calls(aws_config: Any) -> None:
     assert sorted(ssm.meta.service_model.operation_names) == ["GetParameters", "GetParametersByPath"]  # type: ignore[attr-defined]
     assert sorted(sm.meta.service_model.operation_names) == ["BatchGetSecretValue", "GetSecretValue"]  # type: ignore[attr-defined]
     assert not hasattr(ssm, "put_parameter")
+
+
+def _builtin_handlers_by_event(session: Any, events: list[str]) -> dict[str, list[Any]]:
+    """For each event, the built-in handlers (botocore's ``BUILTIN_HANDLERS``) ``session`` calls for it, in order."""
+    from botocore import handlers
+
+    builtin = {id(spec[1]) for spec in handlers.BUILTIN_HANDLERS}
+    emitter = session._events._emitter  # the HierarchicalEmitter behind the session's aliaser
+    return {
+        event: [handler for handler in emitter._handlers.prefix_search(event) if id(handler) in builtin]
+        for event in events
+    }
+
+
+def test_the_lean_session_calls_every_builtin_handler_a_plain_one_calls(
+    aws_config: Any, sm_client: Any, ssm_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every event our clients raise (building them, and each call the sources make, against moto)
+    reaches the same built-in handlers, in the same order, in the session ``_aws`` builds as in a
+    plain botocore session; and the handlers it left out are of other services only."""
+    import botocore.session
+    from botocore import handlers
+    from botocore.hooks import HierarchicalEmitter
+
+    sm_client.create_secret(Name="app/one", SecretString="s3cret-one")
+    ssm_client.put_parameter(Name="/app/one", Value="p-one", Type="SecureString")
+    raised: list[str] = []
+    emit = HierarchicalEmitter._emit
+
+    def recording(self: Any, event_name: str, kwargs: Any, stop_on_response: bool = False) -> Any:
+        raised.append(event_name)
+        return emit(self, event_name, kwargs, stop_on_response)
+
+    monkeypatch.setattr(HierarchicalEmitter, "_emit", recording)
+    config = aws_config()
+    sm, _ = build_client("secretsmanager", config, SecretsManagerClient)
+    ssm, _ = build_client("ssm", config, SsmClient)
+    sts = _shared_session(config).create_client("sts", region_name=REGION, endpoint_url=config.aws.endpoint_url)
+    assert sm.get_secret_value(SecretId="app/one")["SecretString"] == "s3cret-one"  # type: ignore[attr-defined]
+    assert sm.batch_get_secret_value(SecretIdList=["app/one"])["SecretValues"]  # type: ignore[attr-defined]
+    assert ssm.get_parameters(Names=["/app/one"], WithDecryption=True)["Parameters"]  # type: ignore[attr-defined]
+    assert ssm.get_parameters_by_path(Path="/app", WithDecryption=True)["Parameters"]  # type: ignore[attr-defined]
+    assert sts.get_caller_identity()["Account"]
+    monkeypatch.undo()
+
+    events = sorted(set(raised))
+    assert any(e.startswith("before-call.secrets-manager.") for e in events)
+    assert any(e.startswith("before-call.ssm.") for e in events)
+    lean = _builtin_handlers_by_event(_shared_session(config), events)
+    plain = _builtin_handlers_by_event(botocore.session.Session(), events)
+    assert lean == plain
+    assert any(lean.values())  # the comparison is not of empty lists
+
+    left_out = [spec[0] for spec in handlers.BUILTIN_HANDLERS if not concerns_our_clients(spec[0])]
+    assert left_out  # S3's, EC2's … handlers are not registered
+    assert not any(HANDLER_SERVICES & set(name.split(".")) for name in left_out if not name.startswith("docs."))
+
+
+@pytest.mark.parametrize(
+    ("event", "ours"),
+    [
+        ("creating-client-class", True),
+        ("before-call.*", True),
+        ("before-call.secrets-manager.GetSecretValue", True),
+        ("needs-retry.sts", True),
+        ("before-parameter-build.s3.PutObject", False),
+        ("before-call.ec2", False),
+        ("docs.*.s3.CopyObject.complete-section", False),
+        ("docs.*.iam.*.complete-section", False),
+    ],
+)
+def test_which_handlers_concern_our_clients(event: str, ours: bool) -> None:
+    assert concerns_our_clients(event) is ours

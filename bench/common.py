@@ -18,6 +18,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -33,10 +34,47 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-#: The interpreter of the virtualenv the bench runs in (``make bench`` uses .venv/bin/python).
-PYTHON = sys.executable
-#: The real console script, installed next to the interpreter.
-INJECTOR = str(Path(sys.executable).with_name("injector"))
+#: What the bench keeps between runs: the bytecode, botocore's data and the install (below).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "injector-bench"
+
+
+def _installed_layout(venv: Path) -> Path:
+    """A virtualenv with this one's libraries and none of its ``.pth`` start-up code: ``venv``.
+
+    The development virtualenv (``make venv``) installs the injector and devvault in editable mode,
+    and the finder of an editable install runs in every process of it: it imports ``pathlib``,
+    ``urllib.parse``, ``ipaddress`` and ~30 more modules before any code of ours, about 13 ms and
+    2 MiB at each start. The image installs the injector as a package, so its processes pay none of
+    it, and ``python -c pass`` there is that much cheaper. The bench's processes run here: a
+    virtualenv of the same interpreter (``python -m venv``, no pip) whose site-packages lists this
+    virtualenv's in a plain ``.pth`` line (a path, no code), and the ``injector`` console script as
+    pip writes it. The injector itself comes from ``PYTHONPATH`` (``child_env``)."""
+    python, done = venv / "bin" / "python", venv / "libraries.pth.done"
+    libraries = Path(sysconfig.get_path("purelib"))
+    if not python.exists() or not done.exists() or done.read_text() != str(libraries):
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        Path(site, "libraries.pth").write_text(f"{libraries}\n")
+        script = venv / "bin" / "injector"
+        script.write_text(
+            f"#!{python}\nimport sys\nfrom injector.__main__ import main\n"
+            "if __name__ == '__main__':\n    sys.exit(main())\n"
+        )
+        script.chmod(0o755)
+        done.write_text(str(libraries))
+    return python
+
+
+#: The interpreter of every process the bench measures (``_installed_layout``).
+PYTHON = str(_installed_layout(CACHE / "venv"))
+#: The ``injector`` console script, next to it.
+INJECTOR = str(Path(PYTHON).with_name("injector"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -77,11 +115,11 @@ def ms(seconds: float) -> str:
 
 
 #: Where the measured ``injector`` package is imported from (a snapshot of HEAD, see
-#: ``snapshot_head``); None: the working tree, through the editable install.
+#: ``snapshot_head``); None: the working tree.
 CODE_PATH: Path | None = None
 
 #: Where the bench keeps the bytecode its processes read (``byte_compile``; PYTHONPYCACHEPREFIX).
-PYCACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "injector-bench" / "pycache"
+PYCACHE = CACHE / "pycache"
 #: Parts of the standard library no process of the bench imports.
 _NOT_COMPILED = re.compile(r"/(site-packages|dist-packages|test|tests|idle_test|idlelib|tkinter|turtledemo|lib2to3)/")
 _compiled_libraries = False
@@ -93,16 +131,14 @@ BOTODATA = PYCACHE.parent / "botodata"
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every process the bench starts: ours without INJECTOR_*, VAULT_*, AWS_*
     and PYTHONPATH (so nothing on this machine changes what is measured), plus the dummy AWS
-    settings, plus the bench's bytecode (``byte_compile``), plus ``CODE_PATH`` first on the path
-    (PYTHONPATH comes before the editable install's finder, so the snapshot is what gets
-    imported)."""
+    settings, plus the bench's bytecode (``byte_compile``), plus ``CODE_PATH`` (or the working
+    tree) on the path: the bench's interpreter (``PYTHON``) has no other injector to import."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INJECTOR_", "VAULT_", "AWS_", "PYTHONPATH"))}
     env.update(AWS_ENV)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     if BOTODATA.is_dir():
         env["AWS_DATA_PATH"] = str(BOTODATA)
-    if CODE_PATH is not None:
-        env["PYTHONPATH"] = str(CODE_PATH)
+    env["PYTHONPATH"] = str(CODE_PATH if CODE_PATH is not None else REPO)
     env.update(extra or {})
     return env
 
@@ -132,8 +168,6 @@ def byte_compile(package: Path) -> None:
     compiled is compiled again, in memory, by every process that imports it: about 50 ms more for
     each ``injector`` start, which no installed copy pays. The first run compiles the libraries
     (about 20 s); later runs find them current."""
-    import sysconfig
-
     global _compiled_libraries
     previous, sys.pycache_prefix = sys.pycache_prefix, str(PYCACHE)
     try:

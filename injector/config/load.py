@@ -41,7 +41,7 @@ from injector.errors import ConfigError
 from injector.refs import Reference, parse_reference
 from injector.units import parse_duration, parse_mode
 
-__all__ = ["apply_env", "build_config", "check_destination", "check_yaml", "parse_signal", "set_dotted"]
+__all__ = ["apply_env", "build_config", "check_destination", "check_yaml", "load_yaml", "parse_signal", "set_dotted"]
 
 
 def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -83,6 +83,21 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 #: Bounds on a config document, checked on YAML events before anything is built from them.
 MAX_CONFIG_DEPTH = 64
 MAX_CONFIG_NODES = 100_000
+#: libyaml's parser with PyYAML's safe constructors, where PyYAML was built with libyaml (its
+#: wheels are): the same documents and values as ``yaml.safe_load``, parsed ten times faster.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str, *, max_depth: int, max_nodes: int) -> Any:
+    """``yaml.safe_load`` of ``text`` once ``check_yaml`` let it through, both on ``SAFE_LOADER``'s
+    parser: a document the check parsed is the document loaded.
+
+    Raises:
+        ValueError: the document is too deep or too large (``check_yaml``).
+        yaml.YAMLError: the text is not YAML.
+    """
+    check_yaml(text, max_depth=max_depth, max_nodes=max_nodes)
+    return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
 
 
 def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
@@ -97,10 +112,9 @@ def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
         ValueError: the document is too deep or too large once aliases are expanded.
         yaml.YAMLError: the text is not YAML.
     """
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     sizes: dict[str, int] = {}
     open_nodes: list[list[Any]] = [[None, 0]]  # per open collection: its anchor, its expanded size
-    for event in yaml.parse(text, Loader=loader):
+    for event in yaml.parse(text, Loader=SAFE_LOADER):
         if isinstance(event, yaml.CollectionStartEvent):
             if len(open_nodes) > max_depth:
                 raise ValueError(f"YAML nested deeper than {max_depth} levels")
@@ -726,8 +740,7 @@ def load_config_text(
     ``base_dir`` (default: ``path``'s folder) is where relative sources and ``file:`` references resolve.
     """
     try:
-        check_yaml(text, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_NODES)
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_NODES)
     except ValueError as exc:
         raise ConfigError(f"{path}: refused: {exc}") from None
     except yaml.MarkedYAMLError as exc:

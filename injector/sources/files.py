@@ -226,11 +226,10 @@ class FileSource(SourceDefaults):
         self._limits.check_text(str(ref), text, ref=str(ref))
         value: str | bytes | Mapping[str, Any] = text
         if isinstance(text, str) and path.suffix in (".yaml", ".yml"):
-            from injector.config.load import check_yaml
+            from injector.config.load import load_yaml
 
             try:
-                check_yaml(text, max_depth=self._limits.max_depth, max_nodes=max(1, len(text)))
-                parsed = yaml.safe_load(text)
+                parsed = load_yaml(text, max_depth=self._limits.max_depth, max_nodes=max(1, len(text)))
             except ValueError as exc:
                 raise SourceError(f"{ref}: {exc}", ref=str(ref)) from None
             except (yaml.YAMLError, RecursionError):

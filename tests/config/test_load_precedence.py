@@ -92,3 +92,52 @@ class TestPrecedence:
         )
         assert result.returncode == 0, result.stderr
         assert str(tmp_path / "from-flag") in result.stdout
+
+
+class TestOneYamlParser:
+    """The config and ``file:`` YAML are checked and loaded by one parser: libyaml's, where PyYAML has it."""
+
+    def test_libyaml_parses_when_pyyaml_has_it(self):
+        from injector.config.load import SAFE_LOADER
+
+        if not yaml.__with_libyaml__:
+            pytest.skip("this PyYAML was built without libyaml: the pure-Python loader is the only one")
+        assert SAFE_LOADER is yaml.CSafeLoader
+
+    def test_the_pure_python_parser_never_runs(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        """Loading a config never touches PyYAML's pure-Python reader (what ``yaml.safe_load`` uses)."""
+        from injector.config.load import SAFE_LOADER
+
+        if SAFE_LOADER is yaml.SafeLoader:
+            pytest.skip("this PyYAML was built without libyaml")
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError("the pure-Python YAML reader ran")
+
+        monkeypatch.setattr(yaml.reader.Reader, "__init__", refuse)
+        path = tmp_path / "injector.yaml"
+        path.write_text(f"output_dir: {tmp_path}/out\nsecrets:\n  a: file:///etc/hostname\n")
+        assert str(load_config(path, environ={}).output_dir) == f"{tmp_path}/out"
+
+    @pytest.mark.parametrize(
+        "shipped", sorted((Path(__file__).parents[2] / "deploy").rglob("injector.yaml")), ids=lambda p: p.parent.name
+    )
+    def test_shipped_configs_load_as_safe_load_reads_them(self, shipped: Path):
+        from injector.config.load import load_yaml
+
+        text = shipped.read_text()
+        assert load_yaml(text, max_depth=64, max_nodes=100_000) == yaml.safe_load(text)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "a: 1\nb: [1, 2.5, true, null, ~, 0o17, 0x1f, 1_000, .inf]\n",
+            "when: 2024-01-02\nstamp: 2024-01-02T03:04:05Z\nyes_word: yes\noff_word: off\n",
+            's: \'quoted: colon\'\nt: "tab\\tescape"\nu: "\\u00e9"\nfolded: >\n  one\n  two\nlit: |\n  x\n',
+            "anchors: {a: &x [1, 2], b: *x}\nmerge: {<<: {k: v}, own: 1}\n",
+        ],
+    )
+    def test_values_are_those_of_safe_load(self, text: str):
+        from injector.config.load import load_yaml
+
+        assert load_yaml(text, max_depth=64, max_nodes=100_000) == yaml.safe_load(text)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from injector.errors import (
     AccessDeniedError,
@@ -46,7 +46,8 @@ from injector.errors import (
     SourceError,
     UnavailableError,
 )
-from injector.sources import CallCounter
+from injector.sources import CallCounter, SourceDefaults
+from injector.sources._limits import ValueLimits
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -56,6 +57,7 @@ __all__ = [
     "ENDPOINT_SERVICES",
     "HANDLER_SERVICES",
     "AwsContext",
+    "AwsSource",
     "as_records",
     "build_client",
     "chunked",
@@ -91,7 +93,8 @@ _DENIED = frozenset(
         "InvalidKeyId",
     }
 )
-_UNAVAILABLE = frozenset(
+#: The error codes of AWS's "slow down" answers (botocore's list for the services we call); a 429 is one too.
+_THROTTLED = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -101,6 +104,10 @@ _UNAVAILABLE = frozenset(
         "RequestThrottled",
         "RequestThrottledException",
         "SlowDown",
+    }
+)
+_UNAVAILABLE = _THROTTLED | frozenset(
+    {
         "InternalServiceError",
         "InternalServiceErrorException",
         "InternalFailure",
@@ -406,6 +413,50 @@ def run_concurrently(tasks: Sequence[Callable[[], T]], max_workers: int) -> list
         return [future.result() for future in futures]
 
 
+# --- the sources' common part ------------------------------------------------------------------
+
+
+class _Client(Protocol):
+    def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=_Client)
+
+
+class AwsSource(SourceDefaults, Generic[ClientT]):
+    """What the Secrets Manager and SSM sources share: their client, its size and depth limits, the
+    context its errors are named with, the count of requests it sends, a lock for what their fetch
+    threads change, and closing the client."""
+
+    #: The service as error messages name it: "Secrets Manager", "SSM Parameter Store".
+    service: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        client: ClientT,
+        max_concurrency: int = 16,
+        max_secret_bytes: int = 1024 * 1024,
+        max_depth: int = 64,
+        credentials: Callable[[], str] | None = None,
+    ) -> None:
+        """Wraps ``client``; ``credentials`` names the credential source in AuthError messages."""
+        self.client = client
+        self._max_concurrency = max_concurrency
+        self._max_bytes = max_secret_bytes
+        self._limits = ValueLimits(max_bytes=max_secret_bytes, max_depth=max_depth)
+        self._ctx = AwsContext.of(self.service, client, credentials)
+        self.calls = count_calls(client)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Closes the client's connection pool."""
+        self.client.close()
+
+    def throttles(self) -> dict[str, int]:
+        return throttles(self.client)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -576,20 +627,6 @@ def _clean(text: str, limit: int = 300) -> str:
 
 
 # --- throttling ----------------------------------------------------------------------------------
-
-#: The error codes of AWS's "slow down" answers (botocore's list for the services we call); a 429 is one too.
-_THROTTLED = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
-    }
-)
 
 
 class _ThrottleCounts:

@@ -51,26 +51,22 @@ them rarely.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
 
 from injector.errors import AccessDeniedError, SourceError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched, SourceDefaults
+from injector.sources import Fetched
 from injector.sources._aws import (
-    AwsContext,
+    AwsSource,
     as_records,
     build_client,
     chunked,
-    count_calls,
     map_error_code,
     relabel,
     run_concurrently,
-    throttles,
 )
-from injector.sources._limits import ValueLimits
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -99,29 +95,13 @@ class SecretsManagerClient(Protocol):
     def close(self) -> None: ...
 
 
-class SecretsManagerSource(SourceDefaults):
+class SecretsManagerSource(AwsSource[SecretsManagerClient]):
     """Fetches ``aws-sm:`` references, batched 20 to a call, chunks in parallel."""
 
     scheme = "aws-sm"
-
-    def __init__(
-        self,
-        *,
-        client: SecretsManagerClient,
-        max_concurrency: int = 16,
-        max_secret_bytes: int = 1024 * 1024,
-        max_depth: int = 64,
-        credentials: Callable[[], str] | None = None,
-    ) -> None:
-        """Wraps ``client``; ``credentials`` names the credential source in AuthError messages."""
-        self.client = client
-        self._max_concurrency = max_concurrency
-        self._max_bytes = max_secret_bytes
-        self._limits = ValueLimits(max_bytes=max_secret_bytes, max_depth=max_depth)
-        self._ctx = AwsContext.of("Secrets Manager", client, credentials)
-        self.calls = count_calls(client)
-        self._lock = threading.Lock()
-        self._batch_denied = False
+    service = "Secrets Manager"
+    #: Set (under ``_lock``) once BatchGetSecretValue is refused: single reads from then on.
+    _batch_denied = False
 
     def describe(self, ref: Reference) -> str:
         """Returns ``aws.sm(NAME)``, with ``?stage=`` / ``?version_id=`` when not the current version."""
@@ -162,13 +142,6 @@ class SecretsManagerSource(SourceDefaults):
             len(pinned) + len(reread),
         )
         return out
-
-    def close(self) -> None:
-        """Closes the client's connection pool."""
-        self.client.close()
-
-    def throttles(self) -> dict[str, int]:
-        return throttles(self.client)
 
     # --- one task each ---------------------------------------------------------------------------
 

@@ -27,18 +27,15 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from injector.errors import NotFoundError, SourceError
 from injector.refs import Reference, Secret
-from injector.sources import Fetched, SourceDefaults
+from injector.sources import Fetched
 from injector.sources._aws import (
-    AwsContext,
+    AwsSource,
     as_records,
     build_client,
     chunked,
-    count_calls,
     relabel,
     run_concurrently,
-    throttles,
 )
-from injector.sources._limits import ValueLimits
 
 if TYPE_CHECKING:
     from injector.config.model import Config
@@ -66,27 +63,11 @@ class SsmClient(Protocol):
     def close(self) -> None: ...
 
 
-class SsmSource(SourceDefaults):
+class SsmSource(AwsSource[SsmClient]):
     """Fetches ``aws-ssm:`` references: names 10 to a call, paths page by page, all in parallel."""
 
     scheme = "aws-ssm"
-
-    def __init__(
-        self,
-        *,
-        client: SsmClient,
-        max_concurrency: int = 16,
-        max_secret_bytes: int = 1024 * 1024,
-        max_depth: int = 64,
-        credentials: Callable[[], str] | None = None,
-    ) -> None:
-        """Wraps ``client``; ``credentials`` names the credential source in AuthError messages."""
-        self.client = client
-        self._max_concurrency = max_concurrency
-        self._max_bytes = max_secret_bytes
-        self._limits = ValueLimits(max_bytes=max_secret_bytes, max_depth=max_depth)
-        self._ctx = AwsContext.of("SSM Parameter Store", client, credentials)
-        self.calls = count_calls(client)
+    service = "SSM Parameter Store"
 
     def describe(self, ref: Reference) -> str:
         """Returns ``aws.ssm(NAME)`` or ``aws.ssm(/PATH/)``."""
@@ -109,13 +90,6 @@ class SsmSource(SourceDefaults):
             out.update(results)
         logger.debug("aws.ssm: %d references, %d GetParameters chunks, %d paths", len(out), len(chunks), len(paths))
         return out
-
-    def close(self) -> None:
-        """Closes the client's connection pool."""
-        self.client.close()
-
-    def throttles(self) -> dict[str, int]:
-        return throttles(self.client)
 
     def _get_parameters(self, names: Sequence[str], refs_by_name: Mapping[str, list[Reference]]) -> _Results:
         try:

@@ -185,9 +185,11 @@ def run_init(
     interpreter's teardown of the 450 to 560 modules init imports would add 20–30 ms to every pod's
     start, for nothing: the files are written and closed, and no thread is left)."""
     config = start_up(log_level, log_format, config_path, overrides)
+    from injector.modes.init import prepare
     from injector.modes.init import run_init as render_once
 
-    result = render_once(config, timeout=timeout)
+    # The Vault login starts now, before run_init imports the template engine, so the two overlap.
+    result = render_once(config, timeout=timeout, sources=prepare(config))
     print(
         f"injector: rendered {result.files} file(s) from {result.references} reference(s) into "
         f"{escape_controls(str(config.output_dir))} in {format_duration(result.elapsed)} "

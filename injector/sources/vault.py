@@ -30,7 +30,7 @@ import time
 import urllib.parse
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -243,6 +243,19 @@ class VaultSource(SourceDefaults):
         if mount is None:
             return f"vault({ref.path}{suffix})"
         return f"vault.{self._kind(ref, mount)}({ref.path}{suffix})"
+
+    def prepare(self, refs: Iterable[Reference]) -> None:
+        """Logs in and looks up the mounts of ``refs``, as the first ``fetch`` would do before its
+        reads (``injector init`` runs this on a thread while it loads the template engine). A path
+        the policy refuses is not looked up.
+
+        Raises:
+            SourceError: what that ``fetch`` would report for the login or a mount.
+        """
+        self._auth.ensure()
+        for ref in dict.fromkeys(refs):
+            self._policy.check_path(str(ref), ref.path)
+            self._mount_of(ref)
 
     def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
         """Fetches every reference concurrently (at most ``max_concurrency`` at once)."""

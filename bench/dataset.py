@@ -51,7 +51,11 @@ class Template:
     destination: str
     values: tuple[Value, ...]
 
-    def source(self) -> str:
+    def source(self, *, named: bool = False) -> str:
+        """``VAR={{ secret("REF") }}`` lines, or with ``named`` ``VAR={{ secrets.var }}`` (the config
+        declares each reference under ``secrets:``, as deploy/ and the webhook write them)."""
+        if named:
+            return "".join(f"{v.var}={{{{ secrets.{v.var.lower()} }}}}\n" for v in self.values)
         return "".join(f'{v.var}={{{{ secret("{v.ref}") }}}}\n' for v in self.values)
 
 
@@ -139,10 +143,10 @@ class Dataset:
 
     # --- files -------------------------------------------------------------------------------------
 
-    def write_templates(self, folder: Path) -> None:
+    def write_templates(self, folder: Path, *, named: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for template in self.layout():
-            (folder / f"{template.destination}.j2").write_text(template.source())
+            (folder / f"{template.destination}.j2").write_text(template.source(named=named))
 
     def config(
         self,
@@ -154,9 +158,11 @@ class Dataset:
         state_dir: Path | None = None,
         extra: dict[str, Any] | None = None,
         on_change: list[dict[str, Any]] | None = None,
+        named: bool = False,
     ) -> Path:
-        """Writes ``folder/injector.yaml`` (templates in ``folder/templates``) and returns its path."""
-        self.write_templates(folder / "templates")
+        """Writes ``folder/injector.yaml`` (templates in ``folder/templates``) and returns its path;
+        with ``named``, the references are declared under ``secrets:`` and the templates name them."""
+        self.write_templates(folder / "templates", named=named)
         raw: dict[str, Any] = {
             "output_dir": str(output_dir),
             "vault": {"address": backends.vault_address, "auth": {"method": "token"}},
@@ -171,6 +177,8 @@ class Dataset:
             ],
             "health": {"address": False},
         }
+        if named:
+            raw["secrets"] = {v.var.lower(): v.ref for v in self.values()}
         if not tmpfs:
             raw["allow_non_tmpfs"] = True
         if state_dir is not None:

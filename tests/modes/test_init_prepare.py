@@ -105,6 +105,7 @@ def test_one_login_and_one_mount_lookup_in_all(
 ) -> None:
     """The fetch uses the early login and mount lookup: init sends each once, as it did without it."""
     dev = vault_server.dev
+    assert dev is not None
     config = make_config(tmp_path, output_dir, vault_server, stored)
     dev.reset_counts()
     run_init(config, timeout=30, sources=prepare(config))
@@ -182,3 +183,29 @@ def test_the_command_starts_the_login_before_importing_the_template_engine(
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert imported.index("hvac") < imported.index("jinja2")
     assert (output_dir / "password").read_text() == SENTINEL
+
+
+def test_a_source_that_cannot_be_built_is_reported_where_it_always_was(
+    tmp_path: Path,
+    output_dir: Path,
+    vault_server: VaultServer,
+    stored: str,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prepare swallows a build error (nothing started); run_init builds the source again and raises
+    that error, once, as init did before the early login existed."""
+    import injector.engine
+    import injector.sources
+    from injector.errors import ConfigError
+
+    def refuse(scheme: str, config: Config) -> None:
+        raise ConfigError(f"vault: cannot build the {scheme} source")
+
+    config = make_config(tmp_path, output_dir, vault_server, stored)
+    monkeypatch.setattr(injector.sources, "build_source", refuse)
+    monkeypatch.setattr(injector.engine, "build_source", refuse)
+    assert prepare(config) == {}
+    with pytest.raises(ConfigError, match="cannot build the vault source"):
+        run_init(config, timeout=30, sources={})
+    assert not (output_dir / "password").exists()

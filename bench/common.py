@@ -118,14 +118,18 @@ def ms(seconds: float) -> str:
 #: ``snapshot_head``); None: the working tree.
 CODE_PATH: Path | None = None
 
-#: Where the bench keeps the bytecode its processes read (``byte_compile``; PYTHONPYCACHEPREFIX).
+#: Where the bench keeps the bytecode its processes read (``byte_compile``; PYTHONPYCACHEPREFIX):
+#: ``pycache-lean`` for a package that has ``injector.process.bytecode`` (the image rewrites the
+#: bytecode of every module the injector imports), ``pycache`` for an earlier one (the image kept
+#: the standard library's as it ships). Two trees, so that measuring an earlier commit never
+#: reads bytecode the later build step wrote.
 PYCACHE = CACHE / "pycache"
 #: Parts of the standard library no process of the bench imports.
 _NOT_COMPILED = re.compile(r"/(site-packages|dist-packages|test|tests|idle_test|idlelib|tkinter|turtledemo|lib2to3)/")
-_compiled_libraries = False
+_compiled_libraries: set[Path] = set()
 #: botocore's data as the image has it (``lean_botocore_data``), given to every process the bench
 #: starts as ``AWS_DATA_PATH``; the baseline script and the libraries' floors take botocore's own.
-BOTODATA = PYCACHE.parent / "botodata"
+BOTODATA = CACHE / "botodata"
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -160,26 +164,41 @@ def snapshot_head(dest: Path, rev: str = "HEAD") -> str:
 
 
 def byte_compile(package: Path) -> None:
-    """Writes the bytecode the bench's processes read, as the image build does: ``package``'s and,
-    once per run, the virtualenv's libraries' at optimization level 2 (no docstrings, no asserts:
-    the Dockerfile's step 4), the standard library's as it is. It goes to ``PYCACHE``, which every
-    process the bench starts reads (``child_env``), so the virtualenv itself is left as it is. With
-    ``PYTHONDONTWRITEBYTECODE`` set (some machines set it for every process) a module nobody
-    compiled is compiled again, in memory, by every process that imports it: about 50 ms more for
-    each ``injector`` start, which no installed copy pays. The first run compiles the libraries
-    (about 20 s); later runs find them current."""
-    global _compiled_libraries
+    """Writes the bytecode the bench's processes read, as the image build does, to ``PYCACHE``,
+    which every process the bench starts reads (``child_env``), so the virtualenv itself is left
+    as it is.
+
+    First ``package``'s and, once per run, the virtualenv's libraries' at optimization level 2 (no
+    docstrings, no asserts: the Dockerfile's step 4), the standard library's as it is. Then, for a
+    package that has it, ``python -m injector.process.bytecode --imported`` (the Dockerfile's step
+    4 and the standard library's step of its last stage): every module the injector imports
+    again, at level 2 and without column positions. With ``PYTHONDONTWRITEBYTECODE`` set (some
+    machines set it for every process) a module nobody compiled is compiled again, in memory, by
+    every process that imports it: about 50 ms more for each ``injector`` start, which no
+    installed copy pays. The first run compiles the libraries (about 20 s); later runs find them
+    current."""
+    global PYCACHE
+    lean = (package / "process" / "bytecode.py").is_file()
+    PYCACHE = CACHE / ("pycache-lean" if lean else "pycache")
     previous, sys.pycache_prefix = sys.pycache_prefix, str(PYCACHE)
     try:
         if not _compile_tree(package, optimize=2):
             raise RuntimeError(f"byte-compiling {package} failed")
-        if not _compiled_libraries:
+        if PYCACHE not in _compiled_libraries:
             # A library's file that does not compile (test data in Python 2) is never imported.
             _compile_tree(Path(sysconfig.get_path("stdlib")), optimize=0, skip=_NOT_COMPILED)
             _compile_tree(Path(sysconfig.get_path("purelib")), optimize=2)
-            _compiled_libraries = True
+            _compiled_libraries.add(PYCACHE)
     finally:
         sys.pycache_prefix = previous
+    if lean:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
+        env.update(PYTHONPATH=str(package.parent), PYTHONPYCACHEPREFIX=str(PYCACHE))
+        done = subprocess.run(
+            [PYTHON, "-m", "injector.process.bytecode", "--imported"], env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"injector.process.bytecode failed: {done.stderr.strip()}")
     lean_botocore_data(package)
 
 

@@ -9,8 +9,9 @@ How: for each suite, the image's base (tests/helpers/image.py: Debian minbase wi
 python3-venv and ca-certificates, made by mmdebstrap from this machine's mirrors, cached in
 /var/tmp/injector-image-test) is unpacked into a folder, and the commit at HEAD is installed into
 ``/opt/injector`` there as the Dockerfile does (a venv; its pip installs the package and its
-dependencies from PyPI; botocore's data is cut down by ``injector.sources.aws_data``; the
-bytecode is compiled again at optimization level 2). Every process
+dependencies from PyPI; botocore's data is cut down by ``injector.sources.aws_data``; the venv's
+bytecode and the standard library's of the modules the injector imports are compiled again by
+``injector.process.bytecode``). Every process
 below runs in that root (``chroot``), with /proc, /dev and the bench's /tmp mounted in, against
 the bench's dev Vault and moto on 127.0.0.1:
 
@@ -98,17 +99,14 @@ def prepare(suite: str) -> Path:
     if image.HOST_CA_BUNDLE.is_file():
         shutil.copy(image.HOST_CA_BUNDLE, root / "opt" / "host-ca.crt")
         env["PIP_CERT"] = "/opt/host-ca.crt"
-    # the Dockerfile's step 4: the venv's bytecode again, at optimization level 2, in place of pip's
-    recompile = (
-        "import importlib.util as u, pathlib, py_compile; "
-        "[py_compile.compile(str(f), cfile=u.cache_from_source(str(f)), optimize=2, doraise=True) "
-        f"for f in pathlib.Path('{VENV}/lib').rglob('*.py')]"
-    )
     install = (
         f"python3 -m venv {VENV} && {VENV}/bin/pip install --quiet '/src[webhook]' "
         # the Dockerfile's step 3: botocore's endpoints and the sources' models cut down
         f"&& {VENV}/bin/python -m injector.sources.aws_data {VENV}/lib/python3*/site-packages/botocore/data "
-        f'&& {VENV}/bin/python -c "{recompile}"'
+        # its step 4: the venv's bytecode again (level 2, no column positions), and the standard
+        # library's modules the injector imports, here in place (the Dockerfile copies them over)
+        f"&& {VENV}/bin/python -m injector.process.bytecode {VENV}/lib "
+        f"&& {VENV}/bin/python -m injector.process.bytecode --standard-library"
     )
     subprocess.run([CHROOT, str(root), "sh", "-c", install], env=clean_env(**env), check=True, timeout=900)
     (root / "ready").write_text(commit)

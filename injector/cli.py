@@ -18,7 +18,7 @@ from injector import __version__
 from injector.commands import OPTIONS, OVERRIDES, exit_codes, run_init, run_sidecar, start_up
 from injector.errors import ConfigError
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from injector.process.hygiene import make_undumpable
+from injector.process.hygiene import make_undumpable, one_malloc_arena
 from injector.units import parse_duration
 
 __all__ = ["cli", "main"]
@@ -235,6 +235,7 @@ def exec_(
 
     reap_zombies_if_pid1()
     make_undumpable()
+    one_malloc_arena()
     from injector.config.load import load_config
     from injector.modes.exec import ExecMode
 

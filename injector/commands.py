@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from injector.errors import ConfigError, InjectorError
 from injector.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from injector.process.hygiene import make_undumpable
+from injector.process.hygiene import make_undumpable, one_malloc_arena
 from injector.redact import escape_controls, scrub
 from injector.units import format_duration, parse_duration
 
@@ -170,9 +170,11 @@ def run_parsed(parsed: Parsed) -> None:
 
 
 def start_up(log_level: str, log_format: str, config_path: Path, overrides: dict[str, str]) -> Any:
-    """Logging, then no core dumps, then the config: how every command that renders begins."""
+    """Logging, then no core dumps and one malloc arena, then the config: how every command that
+    renders begins."""
     configure_logging(log_level, log_format)
     make_undumpable()
+    one_malloc_arena()
     from injector.config.load import load_config
 
     return load_config(config_path, overrides=overrides)

@@ -39,3 +39,34 @@ def test_proc_entries_belong_to_root_after_make_undumpable() -> None:
         for proc in (plain, hardened):
             proc.kill()
             proc.wait()
+
+
+ARENAS = """
+import ctypes, sys, threading
+from injector.process.hygiene import one_malloc_arena
+if sys.argv[1] == "one":
+    assert one_malloc_arena()
+def allocate():
+    kept = [bytes(2000) for _ in range(200)]  # over 512 bytes: glibc's malloc, not Python's pools
+threads = [threading.Thread(target=allocate) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph per arena, on standard error
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and malloc_stats")
+def test_one_malloc_arena_keeps_every_thread_in_the_main_arena() -> None:
+    """Threads that allocate get arenas of their own (the control), and none after one_malloc_arena."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+    def arenas(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", ARENAS, mode], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        return done.stderr.count("Arena ")
+
+    assert arenas("default") > 1
+    assert arenas("one") == 1

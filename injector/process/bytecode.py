@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import pkgutil
 import py_compile
@@ -40,9 +41,12 @@ from pathlib import Path
 
 __all__ = ["Compiled", "compile_files", "debug_ranges_off", "imported_modules", "in_standard_library", "main"]
 
+logger = logging.getLogger(__name__)
+
 #: Imported by the injector inside functions (at a client's first build or first request), so
-#: importing its modules does not load them: the AWS clients' session and hvac, the files
-#: requests reads at its first request, and the codec the JSON log formatter may use.
+#: importing its modules does not load them: the AWS clients' session and hvac; or by its libraries
+#: at their first use: requests' netrc reader, and the codec Jinja2's lexer decodes string
+#: literals with.
 _LOADED_LATER = ("botocore.session", "hvac", "netrc", "encodings.unicode_escape")
 _NO_DEBUG_RANGES = "no_debug_ranges"
 
@@ -63,7 +67,14 @@ def imported_modules() -> list[Path]:
     import injector
 
     for module in pkgutil.walk_packages(injector.__path__, "injector."):
-        importlib.import_module(module.name)  # ``injector.__main__`` too: it runs nothing on import
+        try:
+            importlib.import_module(module.name)  # ``injector.__main__`` too: it runs nothing on import
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "injector":
+                raise
+            # An optional dependency this installation lacks (the webhook extra's jsonpatch): the
+            # module cannot run here either, so there is nothing of it to compile.
+            logger.debug("%s not imported: %s is not installed", module.name, exc.name)
     for name in _LOADED_LATER:
         importlib.import_module(name)
     files = set()

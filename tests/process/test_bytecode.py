@@ -194,3 +194,19 @@ def test_every_module_an_init_imports_is_in_the_imported_set(
     listed = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, timeout=60, check=True)
     assert {"botocore.session", "hvac", "jinja2.sandbox"} <= init
     assert init - set(listed.stdout.split()) == set()
+
+
+def test_a_module_whose_optional_dependency_is_missing_is_left_out() -> None:
+    """Without the webhook extra (jsonpatch), the webhook's patch module is not compiled, and
+    nothing fails: it could not run in that installation either."""
+    script = (
+        "import sys\n"
+        "sys.modules['jsonpatch'] = None\n"  # None: "cannot be imported"
+        "from injector.process.bytecode import imported_modules\n"
+        "files = [str(path) for path in imported_modules()]\n"
+        "print(any(f.endswith('injector/webhook/patch.py') for f in files),"
+        " any(f.endswith('injector/engine.py') for f in files))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -39,7 +39,7 @@ import hvac
 import yaml
 from bench_propagation import APP_NAME, configmap_write
 from common import BENCH, PYTHON, cpu_seconds, kib, loadavg, open_fds, proc_status, scratch_space, wait_for
-from procs import App, Sidecar
+from procs import App, Sidecar, exit_on_sigterm
 from report import mib, write_section
 
 from devvault import DevVault
@@ -275,6 +275,7 @@ def section(plain: Churn, traced: Churn | None, *, date: str, code: str, command
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=240.0)
     parser.add_argument("--warmup", type=float, default=20.0)

@@ -56,6 +56,7 @@ from typing import Any, cast
 
 import yaml
 from common import AWS_ENV, INJECTOR, child_env, loadavg, machine, wait_for
+from procs import exit_on_sigterm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests.fixtures
 from devvault import DevVault
@@ -405,6 +406,7 @@ def throttling_table() -> str:
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--pods", type=int, default=80)
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady state measured")

@@ -1,7 +1,8 @@
 """Processes the benchmarks start: a real ``injector sidecar`` and the SIGHUP-recording app.
 
 Every process gets a bounded lifetime: the sidecar is stopped with SIGTERM (then SIGKILL after
-15 s), the app exits by itself when the bench dies. Logs go to files under the bench's scratch dir.
+15 s) when its ``with`` block ends, also when the bench itself gets SIGTERM (``exit_on_sigterm``);
+the app exits by itself when the bench dies. Logs go to files under the bench's scratch dir.
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ from pathlib import Path
 from types import TracebackType
 
 from common import BENCH, INJECTOR, PYTHON, child_env, free_port, http_status, wait_for
+
+
+def exit_on_sigterm() -> None:
+    """Makes SIGTERM end the bench as Ctrl-C does, through its ``with`` blocks, so that the
+    sidecars and backends it started are stopped too (Python's default for SIGTERM is to die at
+    once, which left a sidecar running with nobody to stop it)."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 class Sidecar:

@@ -40,6 +40,7 @@ import report
 from backends import Backends
 from common import AWS_ENV, BENCH, code_fingerprint, loadavg, machine, scratch_space
 from dataset import Dataset
+from procs import exit_on_sigterm
 
 #: 40 Vault values (20 KV paths), 30 secrets, 30 parameters over 10 templates.
 SMALL = Dataset(prefix="bench100", vault_paths=20, sm=30, ssm=30, templates=10)
@@ -56,6 +57,7 @@ SMALL_INIT = Dataset(prefix="vault100", vault_paths=5, sm=0, ssm=0, templates=2)
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small repetition counts; does not write README")
     parser.add_argument("--no-write", action="store_true", help="print the table only")

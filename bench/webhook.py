@@ -36,6 +36,7 @@ from typing import Any
 from common import INJECTOR, child_env, cpu_seconds, free_port, kib, loadavg, percentile, proc_status, wait_for
 from cryptography.hazmat.primitives import serialization
 from devvault.certs import issue, make_ca, new_key, private_pem
+from procs import exit_on_sigterm
 
 PREFIX = "injector.tmpfs.dev/"
 
@@ -106,6 +107,7 @@ def _client(
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=10)

@@ -51,7 +51,7 @@ _LOADED_LATER = ("botocore.session", "hvac", "netrc", "encodings.unicode_escape"
 _NO_DEBUG_RANGES = "no_debug_ranges"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Compiled:
     """What ``compile_files`` did: the files written, their total size, the ones that failed."""
 

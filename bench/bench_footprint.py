@@ -103,7 +103,7 @@ class Holders:
 
     label: str
     heap: dict[str, Any] = field(default_factory=dict)
-    floor: dict[str, int] = field(default_factory=dict)
+    floor: dict[str, Any] = field(default_factory=dict)
     #: the libraries the config needs, imported (a floor), and with plain clients (``libfloor.py``).
     libraries: LibraryFloor | None = None
     with_clients: LibraryFloor | None = None

@@ -2,11 +2,17 @@
 
 Usage: ``python bench/floor.py MODULES.json`` (a heap snapshot of ``bench/heapshot.py``, which lists
 ``modules`` and ``blocked``). Makes the ``blocked`` names unimportable, as the sidecar did, then
-imports each module in ``modules`` (sorted by name, so packages come before their submodules; a
-module that fails to import on its own is skipped and counted), then prints JSON:
-``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …}``, where ``python_kib`` is the RSS
-before the first import. No value, template or client exists in this process: an idle sidecar's
-RSS minus this figure is what its data, threads and heap fragmentation cost.
+imports the modules in ``modules`` one group at a time (``STEPS``): first the libraries the config
+needs, as ``bench/libfloor.py`` imports them, then the rest of the libraries' modules, the standard
+library's modules beyond theirs, and the injector's own, in the order data flows through it. A
+module that fails to import on its own is skipped and counted. Prints JSON:
+``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, modules], …]}``,
+where ``python_kib`` is the RSS before the first import and each step's ``rss_kib`` is the RSS once
+its group is imported. No value, template or client exists in this process: an idle sidecar's RSS
+minus the final figure is what its data, threads and heap fragmentation cost.
+
+The first group to import a module pays for it: ``ssl``, say, counts with whichever group brings it
+in first. The order is fixed, so runs and configs compare.
 """
 
 from __future__ import annotations
@@ -14,8 +20,54 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import warnings
 
-from libfloor import rss_kib  # imports only sys and time: nothing that would count in the floor
+from libfloor import rss_kib, urllib3_without_http2_opt_in  # sys, os, time: nothing the floor counts
+
+#: The libraries the design names, each as ``libfloor.py`` imports it: (label, its root modules).
+LIBRARIES = (
+    ("Jinja2's sandbox and PyYAML", ("jinja2.sandbox", "yaml")),
+    ("hvac, with requests and urllib3", ("hvac",)),
+    ("botocore", ("botocore.session",)),
+)
+#: The injector's modules by where they sit in the data flow: (label, module name prefixes).
+INJECTOR = (
+    ("the injector: command line, config, references", ("injector.commands", "injector.config", "injector.refs")),
+    ("the injector: sources", ("injector.sources", "injector.credentials", "injector.cache")),
+    ("the injector: templates", ("injector.template",)),
+    ("the injector: engine and files", ("injector.engine", "injector.sink", "injector.dirfd", "injector.handoff")),
+    ("the injector: sidecar loop, health, metrics, notify", ("injector",)),
+)
+STEPS = (
+    *(label for label, _ in LIBRARIES),
+    "the libraries' other modules",
+    "the standard library beyond the libraries'",
+    *(label for label, _ in INJECTOR),
+)
+
+
+def _in(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
+    """``modules`` by step (``STEPS``), each group sorted by name, so packages come before their
+    submodules. A library's group holds its root modules only when the sidecar imported them."""
+    present = set(modules)
+    out = [(label, [m for m in roots if m in present]) for label, roots in LIBRARIES]
+    ours, theirs, standard = [], [], []
+    for name in sorted(present):
+        if _in(name, ("injector",)):
+            ours.append(name)
+        elif name.partition(".")[0] in sys.stdlib_module_names:
+            standard.append(name)
+        else:
+            theirs.append(name)
+    out += [("the libraries' other modules", theirs), ("the standard library beyond the libraries'", standard)]
+    for label, prefixes in INJECTOR:
+        out.append((label, [m for m in ours if _in(m, prefixes)]))
+        ours = [m for m in ours if not _in(m, prefixes)]
+    return out
 
 
 def main(path: str) -> None:
@@ -25,16 +77,25 @@ def main(path: str) -> None:
     for name in snapshot.get("blocked", []):
         sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
     before = rss_kib()
+    if "urllib3.http2" in modules:
+        urllib3_without_http2_opt_in()  # as the injector's sources register it, before urllib3
     imported = skipped = 0
-    for name in modules:
-        if name in sys.modules:
-            continue
-        try:
-            importlib.import_module(name)
-            imported += 1
-        except Exception:  # some modules cannot be imported alone: counted, not fatal
-            skipped += 1
-    print(json.dumps({"rss_kib": rss_kib(), "python_kib": before, "imported": imported, "skipped": skipped}))
+    steps: list[tuple[str, int, int]] = []
+    for label, names in groups(modules):
+        loaded = len(sys.modules)
+        for name in names:
+            if name in sys.modules:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # requests warns that it has no charset detector
+                    importlib.import_module(name)
+                imported += 1
+            except Exception:  # some modules cannot be imported alone: counted, not fatal
+                skipped += 1
+        steps.append((label, rss_kib(), len(sys.modules) - loaded))
+    result = {"rss_kib": rss_kib(), "python_kib": before, "imported": imported, "skipped": skipped, "steps": steps}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -333,6 +333,7 @@ def holders_details(r: Results) -> list[str]:
             f"{mib(h.floor['python_kib'])} | {(rss - h.floor['rss_kib']) / 1024:+.1f} MiB | "
             f"{_libraries_cell(h)} | {h.heap['traced'] / 1048576:.1f} MiB | {mib(anon)} / {mib(files)} |"
         )
+    out += import_steps(r.holders, idles)
     mixed = next((h for h in r.holders if h.label == "mixed"), None)
     if mixed is not None:
         i = idles.get("mixed")
@@ -355,6 +356,39 @@ def holders_details(r: Results) -> list[str]:
                 + ".",
                 "",
             ]
+    return out
+
+
+def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
+    """Table 4c: what each group of a sidecar's imports adds (``bench/floor.py``'s steps)."""
+    measured = [h for h in holders if h.floor.get("steps")]
+    if not measured:
+        return []
+    out = [
+        "",
+        "### 4c. What the imports add, one group at a time (`bench/floor.py`)",
+        "",
+        "Each config's modules imported into a bare interpreter in this order; a cell is the RSS the "
+        "group adds (its new modules in brackets). A module shared by two groups counts with the first.",
+        "",
+        "| group | " + " | ".join(h.label for h in measured) + " |",
+        "|---|" + "---|" * len(measured),
+        "| the interpreter | " + " | ".join(mib(h.floor["python_kib"]) for h in measured) + " |",
+    ]
+    added: dict[str, list[str]] = {}
+    for h in measured:
+        previous = h.floor["python_kib"]
+        for label, rss, modules in h.floor["steps"]:
+            cell = f"+{(rss - previous) / 1024:.2f} MiB ({modules})" if modules else "—"
+            added.setdefault(label, []).append(cell)
+            previous = rss
+    out += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in added.items()]
+    out.append("| **its imports alone** | " + " | ".join(mib(h.floor["rss_kib"]) for h in measured) + " |")
+    out.append(
+        "| the idle sidecar (table 4) | "
+        + " | ".join(mib(idles[h.label].rss_kib) if h.label in idles else "—" for h in measured)
+        + " |"
+    )
     return out
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import warnings
 
 from libfloor import rss_kib, urllib3_without_http2_opt_in  # sys, os, time: nothing the floor counts
 
@@ -77,6 +76,8 @@ def main(path: str) -> None:
     for name in snapshot.get("blocked", []):
         sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
     before = rss_kib()
+    import warnings  # after the interpreter's figure: every config's libraries import it anyway
+
     if "urllib3.http2" in modules:
         urllib3_without_http2_opt_in()  # as the injector's sources register it, before urllib3
     imported = skipped = 0

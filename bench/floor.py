@@ -6,10 +6,12 @@ imports the modules in ``modules`` one group at a time (``STEPS``): first the li
 needs, as ``bench/libfloor.py`` imports them, then the rest of the libraries' modules, the standard
 library's modules beyond theirs, and the injector's own, in the order data flows through it. A
 module that fails to import on its own is skipped and counted. Prints JSON:
-``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, modules], …]}``,
-where ``python_kib`` is the RSS before the first import and each step's ``rss_kib`` is the RSS once
-its group is imported. No value, template or client exists in this process: an idle sidecar's RSS
-minus the final figure is what its data, threads and heap fragmentation cost.
+``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, modules,
+largest], …]}``, where ``python_kib`` is the RSS before the first import, each step's ``rss_kib`` is
+the RSS once its group is imported, ``modules`` how many modules it added, and ``largest`` the
+group's ``LARGEST`` names whose import added the most RSS (``[name, kib]``; what a name's own
+imports bring in counts with it). No value, template or client exists in this process: an idle
+sidecar's RSS minus the final figure is what its data, threads and heap fragmentation cost.
 
 The first group to import a module pays for it: ``ssl``, say, counts with whichever group brings it
 in first. The order is fixed, so runs and configs compare.
@@ -37,6 +39,8 @@ INJECTOR = (
     ("the injector: engine and files", ("injector.engine", "injector.sink", "injector.dirfd", "injector.handoff")),
     ("the injector: sidecar loop, health, metrics, notify", ("injector",)),
 )
+#: How many of a step's modules it names, largest first (each with what importing it added).
+LARGEST = 4
 STEPS = (
     *(label for label, _ in LIBRARIES),
     "the libraries' other modules",
@@ -81,12 +85,14 @@ def main(path: str) -> None:
     if "urllib3.http2" in modules:
         urllib3_without_http2_opt_in()  # as the injector's sources register it, before urllib3
     imported = skipped = 0
-    steps: list[tuple[str, int, int]] = []
+    steps: list[tuple[str, int, int, list[tuple[str, int]]]] = []
     for label, names in groups(modules):
         loaded = len(sys.modules)
+        largest: list[tuple[str, int]] = []
         for name in names:
             if name in sys.modules:
                 continue
+            previous = rss_kib()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # requests warns that it has no charset detector
@@ -94,7 +100,9 @@ def main(path: str) -> None:
                 imported += 1
             except Exception:  # some modules cannot be imported alone: counted, not fatal
                 skipped += 1
-        steps.append((label, rss_kib(), len(sys.modules) - loaded))
+            largest.append((name, rss_kib() - previous))
+        largest = sorted((item for item in largest if item[1] > 0), key=lambda item: -item[1])[:LARGEST]
+        steps.append((label, rss_kib(), len(sys.modules) - loaded, largest))
     result = {"rss_kib": rss_kib(), "python_kib": before, "imported": imported, "skipped": skipped, "steps": steps}
     print(json.dumps(result))
 

@@ -378,7 +378,7 @@ def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
     added: dict[str, list[str]] = {}
     for h in measured:
         previous = h.floor["python_kib"]
-        for label, rss, modules in h.floor["steps"]:
+        for label, rss, modules, *_ in h.floor["steps"]:
             cell = f"+{(rss - previous) / 1024:.2f} MiB ({modules})" if modules else "—"
             added.setdefault(label, []).append(cell)
             previous = rss
@@ -389,6 +389,19 @@ def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
         + " | ".join(mib(idles[h.label].rss_kib) if h.label in idles else "—" for h in measured)
         + " |"
     )
+    standard = "the standard library beyond the libraries'"
+    largest = {h.label: step[3] for h in measured for step in h.floor["steps"] if step[0] == standard and len(step) > 3}
+    if any(largest.values()):
+        out += [
+            "",
+            "The standard library's group, its largest imports (what each added, its own imports included): "
+            + "; ".join(
+                f"{label}: " + ", ".join(f"`{name}` {kib / 1024:.2f}" for name, kib in names) + " MiB"
+                for label, names in largest.items()
+                if names
+            )
+            + ".",
+        ]
     return out
 
 

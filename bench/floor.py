@@ -6,12 +6,13 @@ imports the modules in ``modules`` one group at a time (``STEPS``): first the li
 needs, as ``bench/libfloor.py`` imports them, then the rest of the libraries' modules, the standard
 library's modules beyond theirs, and the injector's own, in the order data flows through it. A
 module that fails to import on its own is skipped and counted. Prints JSON:
-``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, modules,
-largest], …]}``, where ``python_kib`` is the RSS before the first import, each step's ``rss_kib`` is
-the RSS once its group is imported, ``modules`` how many modules it added, and ``largest`` the
-group's ``LARGEST`` names whose import added the most RSS (``[name, kib]``; what a name's own
-imports bring in counts with it). No value, template or client exists in this process: an idle
-sidecar's RSS minus the final figure is what its data, threads and heap fragmentation cost.
+``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, count,
+names], …]}``, where ``python_kib`` is the RSS before the first import, each step's ``rss_kib`` is
+the RSS once its group is imported, and ``count`` and ``names`` the modules it added (a module's
+own imports included). Single modules are not given a size: the RSS grows in steps of whole
+memory pools, so one import can pay for the pool that the next ones fill. No value, template or
+client exists in this process: an idle sidecar's RSS minus the final figure is what its data,
+threads and heap fragmentation cost.
 
 The first group to import a module pays for it: ``ssl``, say, counts with whichever group brings it
 in first. The order is fixed, so runs and configs compare.
@@ -39,8 +40,6 @@ INJECTOR = (
     ("the injector: engine and files", ("injector.engine", "injector.sink", "injector.dirfd", "injector.handoff")),
     ("the injector: sidecar loop, health, metrics, notify", ("injector",)),
 )
-#: How many of a step's modules it names, largest first (each with what importing it added).
-LARGEST = 4
 STEPS = (
     *(label for label, _ in LIBRARIES),
     "the libraries' other modules",
@@ -76,7 +75,8 @@ def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
 def main(path: str) -> None:
     with open(path) as f:
         snapshot = json.load(f)
-    modules = [m for m in snapshot["modules"] if m not in ("__main__", "heapshot") and "heapshot" not in m]
+    # heapshot.py's own modules are not the sidecar's: it and tracemalloc, which no injector module imports
+    modules = [m for m in snapshot["modules"] if m not in ("__main__", "tracemalloc") and "heapshot" not in m]
     for name in snapshot.get("blocked", []):
         sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
     before = rss_kib()
@@ -85,14 +85,12 @@ def main(path: str) -> None:
     if "urllib3.http2" in modules:
         urllib3_without_http2_opt_in()  # as the injector's sources register it, before urllib3
     imported = skipped = 0
-    steps: list[tuple[str, int, int, list[tuple[str, int]]]] = []
+    steps: list[tuple[str, int, int, list[str]]] = []
     for label, names in groups(modules):
-        loaded = len(sys.modules)
-        largest: list[tuple[str, int]] = []
+        loaded = set(sys.modules)
         for name in names:
             if name in sys.modules:
                 continue
-            previous = rss_kib()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # requests warns that it has no charset detector
@@ -100,9 +98,8 @@ def main(path: str) -> None:
                 imported += 1
             except Exception:  # some modules cannot be imported alone: counted, not fatal
                 skipped += 1
-            largest.append((name, rss_kib() - previous))
-        largest = sorted((item for item in largest if item[1] > 0), key=lambda item: -item[1])[:LARGEST]
-        steps.append((label, rss_kib(), len(sys.modules) - loaded, largest))
+        added = sorted(name for name, module in sys.modules.items() if module is not None and name not in loaded)
+        steps.append((label, rss_kib(), len(added), added))
     result = {"rss_kib": rss_kib(), "python_kib": before, "imported": imported, "skipped": skipped, "steps": steps}
     print(json.dumps(result))
 

@@ -390,16 +390,12 @@ def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
         + " |"
     )
     standard = "the standard library beyond the libraries'"
-    largest = {h.label: step[3] for h in measured for step in h.floor["steps"] if step[0] == standard and len(step) > 3}
-    if any(largest.values()):
+    names = {h.label: step[3] for h in measured for step in h.floor["steps"] if step[0] == standard and len(step) > 3}
+    if any(names.values()):
         out += [
             "",
-            "The standard library's group, its largest imports (what each added, its own imports included): "
-            + "; ".join(
-                f"{label}: " + ", ".join(f"`{name}` {kib / 1024:.2f}" for name, kib in names) + " MiB"
-                for label, names in largest.items()
-                if names
-            )
+            "The standard library's group: "
+            + "; ".join(f"{label}: " + ", ".join(f"`{n}`" for n in group) for label, group in names.items() if group)
             + ".",
         ]
     return out

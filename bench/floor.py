@@ -75,8 +75,10 @@ def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
 def main(path: str) -> None:
     with open(path) as f:
         snapshot = json.load(f)
-    # heapshot.py's own modules are not the sidecar's: it and tracemalloc, which no injector module imports
-    modules = [m for m in snapshot["modules"] if m not in ("__main__", "tracemalloc") and "heapshot" not in m]
+    # heapshot.py's own modules are not the sidecar's: it and tracemalloc (no injector module imports it)
+    modules = [
+        m for m in snapshot["modules"] if m not in ("__main__", "tracemalloc", "_tracemalloc") and "heapshot" not in m
+    ]
     for name in snapshot.get("blocked", []):
         sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
     before = rss_kib()

@@ -2,7 +2,7 @@
 
 Usage: ``python bench/floor.py MODULES.json`` (a heap snapshot of ``bench/heapshot.py``, which lists
 ``modules`` and ``blocked``). Makes the ``blocked`` names unimportable, as the sidecar did, then
-imports the modules in ``modules`` one group at a time (``STEPS``): first the libraries the config
+imports the modules in ``modules`` one group at a time (``groups``): first the libraries the config
 needs, as ``bench/libfloor.py`` imports them, then the rest of the libraries' modules, the standard
 library's modules beyond theirs, and the injector's own, in the order data flows through it. A
 module that fails to import on its own is skipped and counted. Prints JSON:
@@ -40,12 +40,8 @@ INJECTOR = (
     ("the injector: engine and files", ("injector.engine", "injector.sink", "injector.dirfd", "injector.handoff")),
     ("the injector: sidecar loop, health, metrics, notify", ("injector",)),
 )
-STEPS = (
-    *(label for label, _ in LIBRARIES),
-    "the libraries' other modules",
-    "the standard library beyond the libraries'",
-    *(label for label, _ in INJECTOR),
-)
+OTHERS = "the libraries' other modules"
+STANDARD = "the standard library beyond the libraries'"
 
 
 def _in(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -53,8 +49,9 @@ def _in(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
-    """``modules`` by step (``STEPS``), each group sorted by name, so packages come before their
-    submodules. A library's group holds its root modules only when the sidecar imported them."""
+    """``modules`` by step, in order: ``LIBRARIES``, ``OTHERS``, ``STANDARD``, ``INJECTOR``; each
+    group sorted by name, so packages come before their submodules. A library's group holds its
+    root modules only when the sidecar imported them."""
     present = set(modules)
     out = [(label, [m for m in roots if m in present]) for label, roots in LIBRARIES]
     ours, theirs, standard = [], [], []
@@ -65,7 +62,7 @@ def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
             standard.append(name)
         else:
             theirs.append(name)
-    out += [("the libraries' other modules", theirs), ("the standard library beyond the libraries'", standard)]
+    out += [(OTHERS, theirs), (STANDARD, standard)]
     for label, prefixes in INJECTOR:
         out.append((label, [m for m in ours if _in(m, prefixes)]))
         ours = [m for m in ours if not _in(m, prefixes)]

@@ -24,6 +24,7 @@ from bench_footprint import Busy, Holders, Idle
 from bench_init import InitResult, Phases, break_even
 from bench_propagation import Propagation
 from bench_startup import Startup
+from floor import STANDARD
 
 START = "<!-- results:start (written by bench/run.py; edit outside the markers) -->"
 END = "<!-- results:end -->"
@@ -369,7 +370,8 @@ def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
         "### 4c. What the imports add, one group at a time (`bench/floor.py`)",
         "",
         "Each config's modules imported into a bare interpreter in this order; a cell is the RSS the "
-        "group adds (its new modules in brackets). A module shared by two groups counts with the first.",
+        "group adds, and in parentheses how many modules it added. A module shared by two groups counts "
+        "with the first.",
         "",
         "| group | " + " | ".join(h.label for h in measured) + " |",
         "|---|" + "---|" * len(measured),
@@ -389,8 +391,7 @@ def import_steps(holders: list[Holders], idles: dict[str, Idle]) -> list[str]:
         + " | ".join(mib(idles[h.label].rss_kib) if h.label in idles else "—" for h in measured)
         + " |"
     )
-    standard = "the standard library beyond the libraries'"
-    names = {h.label: step[3] for h in measured for step in h.floor["steps"] if step[0] == standard and len(step) > 3}
+    names = {h.label: step[3] for h in measured for step in h.floor["steps"] if step[0] == STANDARD and len(step) > 3}
     if any(names.values()):
         out += [
             "",

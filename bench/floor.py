@@ -24,12 +24,12 @@ import importlib
 import json
 import sys
 
-from libfloor import rss_kib, urllib3_without_http2_opt_in  # sys, os, time: nothing the floor counts
+from libfloor import HVAC_MODULES, injector_imports, rss_kib  # sys, os, time: nothing the floor counts
 
 #: The libraries the design names, each as ``libfloor.py`` imports it: (label, its root modules).
 LIBRARIES = (
     ("Jinja2's sandbox and PyYAML", ("jinja2.sandbox", "yaml")),
-    ("hvac, with requests and urllib3", ("hvac",)),
+    ("hvac, with requests and urllib3", ("hvac", *HVAC_MODULES)),
     ("botocore", ("botocore.session",)),
 )
 #: The injector's modules by where they sit in the data flow: (label, module name prefixes).
@@ -81,8 +81,12 @@ def main(path: str) -> None:
     before = rss_kib()
     import warnings  # after the interpreter's figure: every config's libraries import it anyway
 
+    # As the injector's sources load the libraries, with the injector's own functions:
+    lean = injector_imports()
     if "urllib3.http2" in modules:
-        urllib3_without_http2_opt_in()  # as the injector's sources register it, before urllib3
+        lean.urllib3_without_http2_opt_in()  # before urllib3
+    if "hvac" in modules and "hvac.v1" not in modules:
+        lean.hvac_without_its_catalogue()  # before hvac: its package initialisers did not run
     imported = skipped = 0
     steps: list[tuple[str, int, int, list[str]]] = []
     for label, names in groups(modules):

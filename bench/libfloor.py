@@ -4,14 +4,17 @@ Usage: ``python bench/libfloor.py [--clients] [--vault URL] [--aws URL] BACKEND�
 ``vault``, ``secretsmanager``, ``ssm``. Prints one JSON line and exits.
 
 What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every config is a YAML file
-whose templates render in Jinja2's sandbox), then ``hvac`` for ``vault`` and ``botocore.session``
+whose templates render in Jinja2's sandbox), then hvac for ``vault`` and ``botocore.session``
 for the AWS services: the template engine, the config parser and the clients the injector is built
-on. They are imported as the injector imports them (``injector/sources/__init__.py``): urllib3
-without running its ``http2`` package's ``__init__`` (the HTTP/2 opt-in, which imports
-importlib.metadata), and hvac with requests' optional character-set detector (charset_normalizer,
-chardet) made unimportable.
-With ``--clients`` it also builds one client per backend the plain way (``hvac.Client(url=…)``,
-``botocore.session.get_session().create_client(service, …)``), and sends no request.
+on. They are imported as the injector imports them, by the injector's own functions
+(``injector/sources/_imports.py``, loaded alone): urllib3 without running its ``http2`` package's
+``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
+character-set detector (charset_normalizer, chardet); and of hvac, the modules of its HTTP adapter
+and of the four auth methods the Vault source calls, without the package initialisers that import
+the rest of its API (``HVAC_MODULES``).
+With ``--clients`` it also builds one client per backend: for Vault what the injector builds
+(hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
+(``botocore.session.get_session().create_client(service, …)``); it sends no request.
 
 Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after the imports),
 ``rss_kib`` (at the end), ``imports_s`` and ``clients_s`` (perf_counter).
@@ -25,6 +28,7 @@ endpoint data of every AWS service and whole service models, which the injector'
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -60,18 +64,35 @@ def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
     return backends, clients, vault, aws
 
 
-def urllib3_without_http2_opt_in() -> None:
-    """What ``injector.sources._urllib3_without_http2_opt_in`` does (importing it would add the
-    injector's own modules to the floor)."""
-    import importlib.machinery
+def injector_imports():  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
+    """The injector's ``injector/sources/_imports.py``, loaded on its own (it imports only the standard
+    library), so the floors load the libraries exactly as the injector's sources do, without the
+    injector's other modules: the measured code's copy (``PYTHONPATH``), else this repository's."""
     import importlib.util
 
-    spec = importlib.util.find_spec("urllib3")
-    folder = os.path.join(os.path.dirname(spec.origin or ""), "http2") if spec else ""
-    if os.path.isfile(os.path.join(folder, "probe.py")):
-        package = importlib.machinery.ModuleSpec("urllib3.http2", None, is_package=True)
-        package.submodule_search_locations = [folder]
-        sys.modules["urllib3.http2"] = importlib.util.module_from_spec(package)
+    spec = importlib.util.find_spec("injector")
+    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
+    folders.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "injector"))
+    paths = [os.path.join(folder, "sources", "_imports.py") for folder in folders]
+    path = next(path for path in paths if os.path.isfile(path))
+    module_spec = importlib.util.spec_from_file_location("_injector_imports", path)
+    if module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"libfloor.py: cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+#: The hvac modules the injector's Vault source imports (``injector/sources/vault_client.py``),
+#: with the auth method class each defines.
+HVAC_MODULES = {
+    "hvac.adapters": None,
+    "hvac.exceptions": None,
+    "hvac.api.auth_methods.token": "Token",
+    "hvac.api.auth_methods.kubernetes": "Kubernetes",
+    "hvac.api.auth_methods.approle": "AppRole",
+    "hvac.api.auth_methods.jwt": "JWT",
+}
 
 
 def main() -> None:
@@ -82,14 +103,13 @@ def main() -> None:
     import yaml  # noqa: F401
 
     aws = [b for b in backends if b != "vault"]
-    urllib3_without_http2_opt_in()
+    lean = injector_imports()
+    lean.urllib3_without_http2_opt_in()
     if "vault" in backends:
-        import warnings
-
-        sys.modules["charset_normalizer"] = sys.modules["chardet"] = None  # type: ignore[assignment]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import hvac
+        lean.requests_without_charset_detection()
+        lean.hvac_without_its_catalogue()
+        for name in HVAC_MODULES:
+            importlib.import_module(name)
     if aws:
         # botocore's own data, whole (the bench gives injector processes the image's cut-down copy).
         os.environ.pop("AWS_DATA_PATH", None)
@@ -99,7 +119,12 @@ def main() -> None:
     clients: list[object] = []
     if want_clients:
         if "vault" in backends:
-            clients.append(hvac.Client(url=vault, timeout=10))
+            # What injector/sources/vault_client.py builds: hvac's adapter and four auth methods on it.
+            adapter = sys.modules["hvac.adapters"].JSONAdapter(base_uri=vault, timeout=10)
+            clients.append(adapter)
+            for name, kind in HVAC_MODULES.items():
+                if kind:
+                    clients.append(getattr(sys.modules[name], kind)(adapter=adapter))
         if aws:
             session = botocore.session.get_session()
             clients += [session.create_client(service, endpoint_url=aws_url) for service in aws]

@@ -77,10 +77,11 @@ def main(config_path: str, profiled: bool) -> None:
     engine.compile()
     refs = engine.static_refs()
     watch.lap(f"load config, compile {len(engine.destinations)} templates")
-    from injector.sources import _requests_without_charset_detection, _urllib3_without_http2_opt_in
+    from injector.sources import _imports
 
-    _urllib3_without_http2_opt_in()
-    _requests_without_charset_detection()
+    _imports.urllib3_without_http2_opt_in()
+    _imports.requests_without_charset_detection()
+    _imports.hvac_without_its_catalogue()
     import injector.sources.vault  # noqa: F401
 
     watch.lap("import hvac, requests")

@@ -230,75 +230,29 @@ SourceFactory = Callable[["Config"], Source]
 def _vault(config: Config) -> Source:
     if config.vault is None:
         raise ConfigError("vault: references are used but the config has no vault: section (address, auth)")
-    _urllib3_without_http2_opt_in()
-    _requests_without_charset_detection()
+    from injector.sources import _imports
+
+    _imports.urllib3_without_http2_opt_in()
+    _imports.requests_without_charset_detection()
+    _imports.hvac_without_its_catalogue()
     from injector.sources.vault import build_vault_source
 
     return build_vault_source(config)
 
 
-def _requests_without_charset_detection() -> None:
-    """Imports requests (hvac's HTTP library) without a character-set detector.
-
-    requests guesses the encoding of a body that names none with charset_normalizer (or chardet),
-    and falls back to UTF-8 when neither can be imported. Vault answers JSON, which is UTF-8
-    (RFC 8259), so the guess never runs; its import costs 3 MiB of resident memory and ~10 ms of
-    start-up, and guessing a hostile body's encoding is CPU spent on the attacker's terms. A
-    process that imported requests already keeps it as it is."""
-    import sys
-    import warnings
-
-    if "requests" in sys.modules:
-        return
-    for name in ("charset_normalizer", "chardet"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "cannot be imported"
-    with warnings.catch_warnings():
-        # requests warns once, at import, that it found no detector: that is the point.
-        warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
-        import requests  # noqa: F401
-
-
-def _urllib3_without_http2_opt_in() -> None:
-    """Lets urllib3 (requests' and botocore's HTTP library) load without running the ``__init__``
-    of its ``urllib3.http2`` package.
-
-    urllib3's connection module imports ``urllib3.http2.probe``, a small cache of which hosts speak
-    HTTP/2, and so runs the package's ``__init__``. That file only defines the opt-in to HTTP/2
-    (``inject_into_urllib3``, which needs the h2 library, not installed here), and for that opt-in
-    imports ``importlib.metadata`` at module level: with what it pulls in, about 0.5 MiB of
-    resident memory and 5 ms of start-up, for a function neither requests nor botocore calls.
-    The package is registered here as a plain namespace over its own folder, so ``probe`` loads
-    from its own file unchanged and connections behave as before; ``urllib3.http2.inject_into_urllib3``
-    does not exist in this process. A process that imported urllib3 already, or a urllib3 without
-    that package (before 2.3), is left as it is."""
-    import importlib.machinery
-    import importlib.util
-    import os
-    import sys
-
-    if "urllib3" in sys.modules or "urllib3.http2" in sys.modules:
-        return
-    spec = importlib.util.find_spec("urllib3")
-    locations = spec.submodule_search_locations if spec is not None else None
-    folders = [os.path.join(folder, "http2") for folder in locations or ()]
-    folders = [folder for folder in folders if os.path.isfile(os.path.join(folder, "probe.py"))]
-    if not folders:
-        return
-    package = importlib.machinery.ModuleSpec("urllib3.http2", None, is_package=True)
-    package.submodule_search_locations = folders
-    # setdefault: the two AWS sources are built in two threads; the first registration stands.
-    sys.modules.setdefault("urllib3.http2", importlib.util.module_from_spec(package))
-
-
 def _aws_sm(config: Config) -> Source:
-    _urllib3_without_http2_opt_in()
+    from injector.sources._imports import urllib3_without_http2_opt_in
+
+    urllib3_without_http2_opt_in()
     from injector.sources.aws_secretsmanager import build_secretsmanager_source
 
     return build_secretsmanager_source(config)
 
 
 def _aws_ssm(config: Config) -> Source:
-    _urllib3_without_http2_opt_in()
+    from injector.sources._imports import urllib3_without_http2_opt_in
+
+    urllib3_without_http2_opt_in()
     from injector.sources.aws_ssm import build_ssm_source
 
     return build_ssm_source(config)

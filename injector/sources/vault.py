@@ -36,7 +36,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import hvac
 import hvac.exceptions
 import requests
 import urllib3
@@ -60,6 +59,7 @@ from injector.sources.vault_auth import (
     vault_reason,
     vault_status,
 )
+from injector.sources.vault_client import Client, VaultClient
 from injector.sources.vault_http import ENVELOPE_BYTES, VaultSession
 from injector.sources.vault_policy import VaultPathPolicy
 
@@ -113,8 +113,8 @@ def build_vault_source(config: Config) -> VaultSource:
     elif vault.ca_path is not None:
         verify = str(vault.ca_path)
     cert = (str(vault.client_cert), str(vault.client_key)) if vault.client_cert and vault.client_key else None
-    # url, token and verify are explicit: hvac otherwise reads VAULT_ADDR, VAULT_TOKEN,
-    # ~/.vault-token and VAULT_CACERT (the last at import time). "" means no token yet.
+    # Every setting comes from the config: the client reads no VAULT_* variable (hvac.Client would
+    # read VAULT_ADDR, VAULT_TOKEN, ~/.vault-token and VAULT_CACERT). Its token is "" until login.
     limits = config.limits
 
     def new_session() -> requests.Session:
@@ -123,9 +123,8 @@ def build_vault_source(config: Config) -> VaultSource:
         session.verify = verify
         return session
 
-    client = hvac.Client(
+    client = Client(
         url=vault.address,
-        token="",
         verify=verify,
         cert=cert,
         timeout=vault.timeout,
@@ -195,7 +194,7 @@ class VaultSource(SourceDefaults):
     def __init__(
         self,
         *,
-        client: hvac.Client,
+        client: VaultClient,
         authenticator: VaultAuthenticator,
         max_concurrency: int = 16,
         clock: Callable[[], float] = time.monotonic,

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import hvac
 import hvac.exceptions
 import requests
 
@@ -48,6 +47,7 @@ from injector.sources.vault_methods import aws_iam_login, cert_login, unwrap_sec
 
 if TYPE_CHECKING:
     from injector.config.model import VaultAuthConfig
+    from injector.sources.vault_client import VaultClient
 
 __all__ = [
     "TRANSIENT_STATUSES",
@@ -142,7 +142,7 @@ class _Token:
 
 
 class VaultAuthenticator:
-    """Owns the Vault token of one ``hvac.Client``: login, renewal, re-login, handoff, revocation.
+    """Owns the Vault token of one hvac client (``vault_client``): login, renewal, re-login, handoff, revocation.
 
     Thread-safe: every state change happens under one lock, and ``generation`` counts token changes
     so that many threads seeing the same expired token cause one login, not many.
@@ -160,7 +160,7 @@ class VaultAuthenticator:
 
     def __init__(
         self,
-        client: hvac.Client,
+        client: VaultClient,
         auth: VaultAuthConfig,
         *,
         address: str = "",

@@ -21,23 +21,25 @@ import base64
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import hvac
 import hvac.exceptions
 
 from injector.errors import AuthError
+
+if TYPE_CHECKING:
+    from injector.sources.vault_client import VaultClient
 
 __all__ = ["STS_BODY", "aws_iam_login", "cert_login", "unwrap_secret_id"]
 
 STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 
 
-def _post(client: hvac.Client, path: str, body: Mapping[str, Any]) -> Any:
+def _post(client: VaultClient, path: str, body: Mapping[str, Any]) -> Any:
     return client.adapter.post(f"/v1/{path}", json=dict(body))
 
 
-def unwrap_secret_id(client: hvac.Client, wrapping_token: str, *, expected_path: str, where: str, file: Path) -> str:
+def unwrap_secret_id(client: VaultClient, wrapping_token: str, *, expected_path: str, where: str, file: Path) -> str:
     """Checks where ``wrapping_token`` was created, unwraps it once and returns the secret ID.
 
     Raises:
@@ -77,7 +79,7 @@ def unwrap_secret_id(client: hvac.Client, wrapping_token: str, *, expected_path:
     return secret_id
 
 
-def cert_login(client: hvac.Client, *, mount: str, name: str | None) -> Any:
+def cert_login(client: VaultClient, *, mount: str, name: str | None) -> Any:
     """Logs in with the TLS client certificate (``vault.client_cert`` / ``client_key``)."""
     # A pooled connection keeps the key pair of its handshake; a new one reads the files again.
     client.adapter.session.close()
@@ -85,7 +87,7 @@ def cert_login(client: hvac.Client, *, mount: str, name: str | None) -> Any:
 
 
 def aws_iam_login(
-    client: hvac.Client,
+    client: VaultClient,
     *,
     mount: str,
     role: str | None,

@@ -224,8 +224,8 @@ print(status, "importlib.metadata" in sys.modules, Path(urllib3.connection.http2
 
         import urllib3.connection  # noqa: F401
 
-        from injector.sources import _urllib3_without_http2_opt_in
+        from injector.sources._imports import urllib3_without_http2_opt_in
 
         before = sys.modules["urllib3.http2"]
-        _urllib3_without_http2_opt_in()
+        urllib3_without_http2_opt_in()
         assert sys.modules["urllib3.http2"] is before

@@ -79,18 +79,18 @@ def main(path: str) -> None:
     for name in snapshot.get("blocked", []):
         sys.modules[name] = None  # type: ignore[assignment]  # None: "cannot be imported"
     before = rss_kib()
+    loaded = set(sys.modules)  # what the first group adds is counted from here, as its RSS is
     import warnings  # after the interpreter's figure: every config's libraries import it anyway
 
     # As the injector's sources load the libraries, with the injector's own functions:
     lean = injector_imports()
     if "urllib3.http2" in modules:
         lean.urllib3_without_http2_opt_in()  # before urllib3
-    if "hvac" in modules and "hvac.v1" not in modules:
-        lean.hvac_without_its_catalogue()  # before hvac: its package initialisers did not run
     imported = skipped = 0
     steps: list[tuple[str, int, int, list[str]]] = []
     for label, names in groups(modules):
-        loaded = set(sys.modules)
+        if "hvac" in names and "hvac.v1" not in modules:
+            lean.hvac_without_its_catalogue()  # hvac's package initialisers did not run in the sidecar
         for name in names:
             if name in sys.modules:
                 continue
@@ -103,6 +103,7 @@ def main(path: str) -> None:
                 skipped += 1
         added = sorted(name for name, module in sys.modules.items() if module is not None and name not in loaded)
         steps.append((label, rss_kib(), len(added), added))
+        loaded = set(sys.modules)
     result = {"rss_kib": rss_kib(), "python_kib": before, "imported": imported, "skipped": skipped, "steps": steps}
     print(json.dumps(result))
 

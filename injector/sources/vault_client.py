@@ -8,7 +8,8 @@ mapped to ``hvac.exceptions``), and calls four of hvac's auth method classes: ``
 renewal, revocation of its own token), ``kubernetes``, ``approle`` and ``jwt`` logins. ``Client``
 holds exactly those, built by hvac's own classes with the arguments ``hvac.Client`` would pass.
 With ``_imports.hvac_without_its_catalogue`` the process then imports 14 of hvac's modules
-instead of 68: 0.85 MiB less resident memory and about 7 ms less of each start (``make bench``).
+instead of 68: 0.7–0.8 MiB less resident memory in an idle sidecar and about 7 ms less of each
+start (``make bench``; the numbers are in ``_imports``).
 
 ``VaultClient`` is what the source, its authenticator and the login helpers use of a client:
 ``hvac.Client`` has it too, so tests and callers may hand in either.

@@ -9,6 +9,13 @@ target, https → http included. ``VaultSession`` replaces that with what ``vaul
 2. never from https to anything else: that is an error naming both addresses, and nothing is sent;
 3. a second redirect is an error: nothing is re-sent after the first.
 
+requests also looks for ``~/.netrc`` (or ``$NETRC``) at every request of a session without its own
+authentication, and sends the password it lists for the request's host as ``Authorization: Basic``.
+Vault authenticates by ``X-Vault-Token``, and its own client reads no ``.netrc``; a file nobody
+configured for the injector must not add a credential to its requests (nor to a redirect's, which
+requests looks up again for the new host). The session's authentication is ``NO_NETRC``, which adds
+nothing, so requests never looks.
+
 What requests reads from the environment for each request (proxy variables for the request's host,
 ``REQUESTS_CA_BUNDLE``) is read once per host and settings instead: requests scans every
 environment variable twice per request to find the proxy ones, a third of the CPU of a Vault read
@@ -32,13 +39,14 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
+import requests.auth
 import requests.utils
 
 from injector.errors import SourceError
 from injector.sources._limits import ValueLimits, json_depth
 from injector.sources._tls import SHARED_TLS, SharedTLS
 
-__all__ = ["ENVELOPE_BYTES", "REDIRECTS", "VaultSession"]
+__all__ = ["ENVELOPE_BYTES", "NO_NETRC", "REDIRECTS", "VaultSession"]
 
 #: Statuses followed once, as ``vault/api`` does (a 308 is returned as it is).
 REDIRECTS = frozenset({301, 302, 307})
@@ -47,6 +55,17 @@ ENVELOPE_BYTES = 64 * 1024
 _CHUNK = 64 * 1024
 #: Environment settings kept per session: the Vault address, and a redirect target or two.
 _SETTINGS_KEPT = 8
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """A session's authentication that adds nothing: requests reads ``.netrc`` only without one."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+#: The authentication of every ``VaultSession`` (the module docstring: no ``.netrc``).
+NO_NETRC = _NoNetrc()
 
 
 def _origin(url: str) -> str:
@@ -95,6 +114,7 @@ class VaultSession(requests.Session):
 
     def __init__(self, *, max_bytes: int, max_depth: int, tls: SharedTLS | None = None) -> None:
         super().__init__()
+        self.auth = NO_NETRC
         self.mount("https://", _SharedTLSAdapter(tls or SHARED_TLS))
         self._limits = ValueLimits(max_bytes=max_bytes, max_depth=max_depth)
         self._settings: dict[tuple[object, ...], dict[str, Any]] = {}

@@ -41,6 +41,8 @@ class Seen:
     paths: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    #: ``Authorization`` headers, in the order the requests came.
+    authorizations: list[str] = field(default_factory=list)
 
 
 Answer = Callable[[str], tuple[int, dict[str, str], bytes]]
@@ -65,6 +67,8 @@ def _handler(seen: Seen, answer: Answer) -> type[BaseHTTPRequestHandler]:
             seen.bodies.append(body)
             if self.headers.get("X-Vault-Token"):
                 seen.tokens.append(self.headers["X-Vault-Token"])
+            if self.headers.get("Authorization"):
+                seen.authorizations.append(self.headers["Authorization"])
             status, headers, payload = answer(self.path)
             self.send_response(status)
             for name, value in {"Content-Length": str(len(payload)), **headers}.items():
@@ -325,6 +329,42 @@ def test_environment_settings_stay_bounded_under_redirects_to_new_hosts() -> Non
 
 def ok(path: str) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json"}, b'{"data": {}}'
+
+
+def vault_like(path: str) -> tuple[int, dict[str, str], bytes]:
+    """Answers a token lookup, a KV v1 mount lookup and a read, as Vault would."""
+    if "lookup-self" in path:
+        body: dict[str, Any] = {"data": {"ttl": 0, "policies": ["root"], "accessor": "a"}}
+    elif "sys/internal/ui/mounts" in path:
+        body = {"data": {"path": "secret/", "type": "kv", "options": {"version": "1"}}}
+    else:
+        body = {"data": {"v": "x"}}
+    return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def test_a_netrc_file_adds_no_credential_to_vault_requests(
+    serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``.netrc`` listing Vault's host makes requests send its password as Basic auth; the Vault
+    source's login check, mount lookup and reads, and a redirect's target, get no Authorization."""
+    target = serve(vault_like)
+    server = serve(lambda path: redirect_to(target.url)(path) if "secret/app" in path else vault_like(path))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login pod password netrc-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert requests.get(server.url + "/v1/sys/health", timeout=5).status_code == 200
+    assert server.seen.authorizations == ["Basic cG9kOm5ldHJjLXBhc3N3b3Jk"]  # requests' own behaviour
+    source = build_vault_source(config_for(tmp_path, server.url, tmp_path / "unused-ca.pem"))
+    try:
+        ref = parse_reference("vault:secret/app#v")
+        assert not isinstance(source.fetch([ref])[ref], Exception)
+    finally:
+        source.close()
+    assert len(server.seen.paths) >= 3
+    assert "/v1/secret/app" in target.seen.paths
+    assert server.seen.authorizations == ["Basic cG9kOm5ldHJjLXBhc3N3b3Jk"]
+    assert target.seen.authorizations == []
 
 
 def tls_contexts_of(sessions: list[requests.Session]) -> list[ssl.SSLContext]:

@@ -131,7 +131,13 @@ class DeferredPackage(types.ModuleType):
     any package that has not imported that submodule yet. While the ``__init__`` runs, in the
     thread that runs it, a missing attribute is an ``AttributeError`` too, as in any module being
     imported; another thread waits for the ``__init__`` to end. An ``__init__`` that fails leaves
-    the package deferred, so the next attribute asked runs it again and gets the same error."""
+    the package deferred, so the next attribute asked runs it again and gets the same error.
+
+    The wait is on this module's lock, which the import system's deadlock detection does not see:
+    a thread importing a module that the running ``__init__`` also imports, and asking the package
+    for a name meanwhile, would wait for ever. The injector asks hvac's packages for no such name
+    (its modules import hvac's submodules, which do not run an ``__init__``); code that wants the
+    whole package from several threads at once should import it before the Vault source is built."""
 
     def __getattr__(self, name: str) -> Any:
         with _INIT_LOCK:

@@ -24,12 +24,14 @@ import importlib
 import json
 import sys
 
-from libfloor import HVAC_MODULES, injector_imports, rss_kib  # sys, os, time: nothing the floor counts
+from libfloor import injector_module, rss_kib  # sys, os, time: nothing the floor counts
 
 #: The libraries the design names, each as ``libfloor.py`` imports it: (label, its root modules).
+#: ``P.*`` stands for every module under ``P`` that the sidecar imported: hvac's packages are
+#: imported without their initialisers, so their modules are named one by one.
 LIBRARIES = (
     ("Jinja2's sandbox and PyYAML", ("jinja2.sandbox", "yaml")),
-    ("hvac, with requests and urllib3", ("hvac", *HVAC_MODULES)),
+    ("hvac, with requests and urllib3", ("hvac.*",)),
     ("botocore", ("botocore.session",)),
 )
 #: The injector's modules by where they sit in the data flow: (label, module name prefixes).
@@ -48,12 +50,23 @@ def _in(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def _present(roots: tuple[str, ...], present: set[str]) -> list[str]:
+    """``roots`` that the sidecar imported, each ``P.*`` as ``P`` and its submodules, sorted."""
+    out: list[str] = []
+    for root in roots:
+        if root.endswith(".*"):
+            out += sorted(m for m in present if _in(m, (root[:-2],)))
+        elif root in present:
+            out.append(root)
+    return out
+
+
 def groups(modules: list[str]) -> list[tuple[str, list[str]]]:
     """``modules`` by step, in order: ``LIBRARIES``, ``OTHERS``, ``STANDARD``, ``INJECTOR``; each
     group sorted by name, so packages come before their submodules. A library's group holds its
     root modules only when the sidecar imported them."""
     present = set(modules)
-    out = [(label, [m for m in roots if m in present]) for label, roots in LIBRARIES]
+    out = [(label, _present(roots, present)) for label, roots in LIBRARIES]
     ours, theirs, standard = [], [], []
     for name in sorted(present):
         if _in(name, ("injector",)):
@@ -83,7 +96,7 @@ def main(path: str) -> None:
     import warnings  # after the interpreter's figure: every config's libraries import it anyway
 
     # As the injector's sources load the libraries, with the injector's own functions:
-    lean = injector_imports()
+    lean = injector_module("_imports")
     if "urllib3.http2" in modules:
         lean.urllib3_without_http2_opt_in()  # before urllib3
     imported = skipped = 0

@@ -10,10 +10,10 @@ on. They are imported as the injector imports them, by the injector's own functi
 (``injector/sources/_imports.py``, loaded alone): urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
 character-set detector (charset_normalizer, chardet); and of hvac, the modules of its HTTP adapter
-and of the four auth methods the Vault source calls, without the package initialisers that import
-the rest of its API (``HVAC_MODULES``).
-With ``--clients`` it also builds one client per backend: for Vault what the injector builds
-(hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
+and of the four auth methods the Vault source calls (``injector/sources/vault_client.py``, loaded
+alone), without the package initialisers that import the rest of its API.
+With ``--clients`` it also builds one client per backend: for Vault the injector's own
+(``vault_client.Client``: hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
 (``botocore.session.get_session().create_client(service, …)``); it sends no request.
 
 Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after the imports),
@@ -28,7 +28,6 @@ endpoint data of every AWS service and whole service models, which the injector'
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -64,35 +63,24 @@ def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
     return backends, clients, vault, aws
 
 
-def injector_imports():  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
-    """The injector's ``injector/sources/_imports.py``, loaded on its own (it imports only the standard
-    library), so the floors load the libraries exactly as the injector's sources do, without the
-    injector's other modules: the measured code's copy (``PYTHONPATH``), else this repository's."""
+def injector_module(name: str):  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
+    """The injector's ``injector/sources/NAME.py``, loaded on its own, without the injector's package
+    (``_imports`` imports only the standard library, ``vault_client`` only hvac and requests), so
+    the floors load and build the libraries exactly as the injector's sources do: the measured
+    code's copy (``PYTHONPATH``), else this repository's."""
     import importlib.util
 
     spec = importlib.util.find_spec("injector")
     folders = list(spec.submodule_search_locations or ()) if spec is not None else []
     folders.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "injector"))
-    paths = [os.path.join(folder, "sources", "_imports.py") for folder in folders]
+    paths = [os.path.join(folder, "sources", f"{name}.py") for folder in folders]
     path = next(path for path in paths if os.path.isfile(path))
-    module_spec = importlib.util.spec_from_file_location("_injector_imports", path)
+    module_spec = importlib.util.spec_from_file_location(f"_injector_{name}", path)
     if module_spec is None or module_spec.loader is None:
         raise SystemExit(f"libfloor.py: cannot load {path}")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
-
-
-#: The hvac modules the injector's Vault source imports (``injector/sources/vault_client.py``),
-#: with the auth method class each defines.
-HVAC_MODULES = {
-    "hvac.adapters": None,
-    "hvac.exceptions": None,
-    "hvac.api.auth_methods.token": "Token",
-    "hvac.api.auth_methods.kubernetes": "Kubernetes",
-    "hvac.api.auth_methods.approle": "AppRole",
-    "hvac.api.auth_methods.jwt": "JWT",
-}
 
 
 def main() -> None:
@@ -103,13 +91,12 @@ def main() -> None:
     import yaml  # noqa: F401
 
     aws = [b for b in backends if b != "vault"]
-    lean = injector_imports()
+    lean = injector_module("_imports")
     lean.urllib3_without_http2_opt_in()
     if "vault" in backends:
         lean.requests_without_charset_detection()
         lean.hvac_without_its_catalogue()
-        for name in HVAC_MODULES:
-            importlib.import_module(name)
+        vault_client = injector_module("vault_client")  # imports the hvac modules the source uses
     if aws:
         # botocore's own data, whole (the bench gives injector processes the image's cut-down copy).
         os.environ.pop("AWS_DATA_PATH", None)
@@ -119,12 +106,9 @@ def main() -> None:
     clients: list[object] = []
     if want_clients:
         if "vault" in backends:
-            # What injector/sources/vault_client.py builds: hvac's adapter and four auth methods on it.
-            adapter = sys.modules["hvac.adapters"].JSONAdapter(base_uri=vault, timeout=10)
-            clients.append(adapter)
-            for name, kind in HVAC_MODULES.items():
-                if kind:
-                    clients.append(getattr(sys.modules[name], kind)(adapter=adapter))
+            settings = {"verify": True, "cert": None, "timeout": 10, "namespace": None, "allow_redirects": False}
+            session = sys.modules["requests"].Session()
+            clients.append(vault_client.Client(url=vault, session=session, **settings))
         if aws:
             session = botocore.session.get_session()
             clients += [session.create_client(service, endpoint_url=aws_url) for service in aws]

@@ -97,6 +97,8 @@ def main(path: str) -> None:
 
     # As the injector's sources load the libraries, with the injector's own functions:
     lean = injector_module("_imports")
+    if "jinja2.loaders" not in modules:
+        lean.jinja2_without_its_loaders()  # the sidecar's templates did not run Jinja2's __init__
     if "urllib3.http2" in modules:
         lean.urllib3_without_http2_opt_in()  # before urllib3
     imported = skipped = 0

@@ -7,7 +7,8 @@ What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every c
 whose templates render in Jinja2's sandbox), then hvac for ``vault`` and ``botocore.session``
 for the AWS services: the template engine, the config parser and the clients the injector is built
 on. They are imported as the injector imports them, by the injector's own functions
-(``injector/sources/_imports.py``, loaded alone): urllib3 without running its ``http2`` package's
+(``injector/_imports.py``, loaded alone): Jinja2 without running its package's ``__init__`` (the
+template loaders and bytecode caches); urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
 character-set detector (charset_normalizer, chardet); and of hvac, the modules of its HTTP adapter
 and of the four auth methods the Vault source calls (``injector/sources/vault_client.py``, loaded
@@ -64,18 +65,18 @@ def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
 
 
 def injector_module(name: str):  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
-    """The injector's ``injector/sources/NAME.py``, loaded on its own, without the injector's package
-    (``_imports`` imports only the standard library, ``vault_client`` only hvac and requests), so
-    the floors load and build the libraries exactly as the injector's sources do: the measured
-    code's copy (``PYTHONPATH``), else this repository's."""
+    """The injector's ``injector/NAME.py`` (``_imports``, ``sources/vault_client``), loaded on its
+    own, without the injector's package (``_imports`` imports only the standard library,
+    ``vault_client`` only hvac and requests), so the floors load and build the libraries exactly as
+    the injector does: the measured code's copy (``PYTHONPATH``), else this repository's."""
     import importlib.util
 
     spec = importlib.util.find_spec("injector")
     folders = list(spec.submodule_search_locations or ()) if spec is not None else []
     folders.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "injector"))
-    paths = [os.path.join(folder, "sources", f"{name}.py") for folder in folders]
+    paths = [os.path.join(folder, *name.split("/")) + ".py" for folder in folders]
     path = next(path for path in paths if os.path.isfile(path))
-    module_spec = importlib.util.spec_from_file_location(f"_injector_{name}", path)
+    module_spec = importlib.util.spec_from_file_location(f"_injector_{os.path.basename(name)}", path)
     if module_spec is None or module_spec.loader is None:
         raise SystemExit(f"libfloor.py: cannot load {path}")
     module = importlib.util.module_from_spec(module_spec)
@@ -87,16 +88,17 @@ def main() -> None:
     backends, want_clients, vault, aws_url = parse(sys.argv[1:])
     python_kib = rss_kib()
     started = time.perf_counter()
+    lean = injector_module("_imports")
+    lean.jinja2_without_its_loaders()
     import jinja2.sandbox  # noqa: F401 - importing is what is measured
     import yaml  # noqa: F401
 
     aws = [b for b in backends if b != "vault"]
-    lean = injector_module("_imports")
     lean.urllib3_without_http2_opt_in()
     if "vault" in backends:
         lean.requests_without_charset_detection()
         lean.hvac_without_its_catalogue()
-        vault_client = injector_module("vault_client")  # imports the hvac modules the source uses
+        vault_client = injector_module("sources/vault_client")  # imports the hvac modules the source uses
     if aws:
         # botocore's own data, whole (the bench gives injector processes the image's cut-down copy).
         os.environ.pop("AWS_DATA_PATH", None)

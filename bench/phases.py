@@ -77,7 +77,7 @@ def main(config_path: str, profiled: bool) -> None:
     engine.compile()
     refs = engine.static_refs()
     watch.lap(f"load config, compile {len(engine.destinations)} templates")
-    from injector.sources import _imports
+    from injector import _imports
 
     _imports.urllib3_without_http2_opt_in()
     _imports.requests_without_charset_detection()

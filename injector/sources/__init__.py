@@ -230,7 +230,7 @@ SourceFactory = Callable[["Config"], Source]
 def _vault(config: Config) -> Source:
     if config.vault is None:
         raise ConfigError("vault: references are used but the config has no vault: section (address, auth)")
-    from injector.sources import _imports
+    from injector import _imports
 
     _imports.urllib3_without_http2_opt_in()
     _imports.requests_without_charset_detection()
@@ -241,7 +241,7 @@ def _vault(config: Config) -> Source:
 
 
 def _aws_sm(config: Config) -> Source:
-    from injector.sources._imports import urllib3_without_http2_opt_in
+    from injector._imports import urllib3_without_http2_opt_in
 
     urllib3_without_http2_opt_in()
     from injector.sources.aws_secretsmanager import build_secretsmanager_source
@@ -250,7 +250,7 @@ def _aws_sm(config: Config) -> Source:
 
 
 def _aws_ssm(config: Config) -> Source:
-    from injector.sources._imports import urllib3_without_http2_opt_in
+    from injector._imports import urllib3_without_http2_opt_in
 
     urllib3_without_http2_opt_in()
     from injector.sources.aws_ssm import build_ssm_source

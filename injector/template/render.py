@@ -53,9 +53,10 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 from jinja2 import nodes
-from jinja2.exceptions import SecurityError
+from jinja2.environment import Template
+from jinja2.exceptions import SecurityError, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import StrictUndefined, Undefined
 from jinja2.sandbox import MAX_RANGE, safe_range
 from jinja2.utils import missing, object_type_repr
 
@@ -88,7 +89,7 @@ class CompiledTemplate:
 
     template: TemplateConfig
     #: None for a ``secret:`` template, which is written as the value's bytes, untemplated.
-    jinja: jinja2.Template | None
+    jinja: Template | None
     #: ``templates[i] (destination)``, the prefix of every message about this template.
     label: str
     #: Names, attributes, keywords and string constants written in the template: the only text of
@@ -195,7 +196,7 @@ class Renderer:
             try:
                 ast = self._env.parse(text)
                 jinja = self._env.from_string(ast)
-            except jinja2.TemplateSyntaxError as exc:
+            except TemplateSyntaxError as exc:
                 problem = f"{_where(label, template, exc.lineno)}: {exc.message}"
             else:
                 static, static_problem = self._literal_refs(ast, label, template)
@@ -313,7 +314,7 @@ class Renderer:
         logger.debug("rendered %s: %d bytes from %d reference(s)", compiled.label, len(content), len(refs))
         return RenderResult(content=content, refs=refs)
 
-    def _generate(self, template: jinja2.Template, state: _State) -> bytes:
+    def _generate(self, template: Template, state: _State) -> bytes:
         limit = self._limits.max_output_bytes
         parts: list[bytes] = []
         size = 0
@@ -373,7 +374,7 @@ class Renderer:
         state = _current()
         if isinstance(ref, Pending) or any(isinstance(v, Pending) for v in params.values()):
             raise PendingError("a reference built from a value that is not fetched yet")
-        if isinstance(ref, jinja2.Undefined):
+        if isinstance(ref, Undefined):
             str(ref)  # raises the UndefinedError that names the variable
         if not isinstance(ref, str):
             raise RenderError(
@@ -452,7 +453,7 @@ class Renderer:
         return text
 
 
-class _OwnUndefinedError(jinja2.UndefinedError):
+class _OwnUndefinedError(UndefinedError):
     """An undefined name, attribute or element; the message quotes only names written in the template."""
 
 
@@ -460,7 +461,7 @@ class _OwnSecurityError(SecurityError):
     """The sandbox refused an attribute; the message quotes it only when written in the template."""
 
 
-class _Undefined(jinja2.StrictUndefined):
+class _Undefined(StrictUndefined):
     """StrictUndefined whose errors are injector's own: a name built at render time is not quoted."""
 
     __slots__ = ()
@@ -470,7 +471,7 @@ class _Undefined(jinja2.StrictUndefined):
         hint: str | None = None,
         obj: Any = missing,
         name: str | None = None,
-        exc: type[jinja2.TemplateRuntimeError] = jinja2.UndefinedError,
+        exc: type[TemplateRuntimeError] = UndefinedError,
     ) -> None:
         super().__init__(hint, obj, name, _OwnSecurityError if issubclass(exc, SecurityError) else _OwnUndefinedError)
 
@@ -615,7 +616,7 @@ def _describe(compiled: CompiledTemplate, exc: BaseException, *, lookup_error: b
         return type(exc)(f"{where}: {text}", ref=None if lookup_error else exc.ref)
     if isinstance(exc, InjectorError | LimitError | _OwnUndefinedError | _OwnSecurityError):
         message = str(exc)  # built by injector from references, key names and literals only
-        if isinstance(exc, jinja2.UndefinedError):
+        if isinstance(exc, UndefinedError):
             message += " (use | default(…) for an optional variable)"
         elif isinstance(exc, SecurityError):
             message = f"blocked by the sandbox: {message}"

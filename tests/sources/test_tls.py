@@ -224,7 +224,7 @@ print(status, "importlib.metadata" in sys.modules, Path(urllib3.connection.http2
 
         import urllib3.connection  # noqa: F401
 
-        from injector.sources._imports import urllib3_without_http2_opt_in
+        from injector._imports import urllib3_without_http2_opt_in
 
         before = sys.modules["urllib3.http2"]
         urllib3_without_http2_opt_in()

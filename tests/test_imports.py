@@ -1,12 +1,15 @@
-"""How the sources import their libraries: package initialisers deferred (``injector/sources/_imports.py``).
+"""How the injector imports its libraries: package initialisers deferred (``injector/_imports.py``).
 
 The urllib3 and requests parts are tested with the connections they change (``test_tls.py``,
 ``test_vault_http.py``); hvac's, with the Vault source built in a fresh process against the dev
-Vault (``test_vault_client.py``).
+Vault (``test_vault_client.py``); Jinja2's here, with templates rendered in a fresh process, and by
+``injector init`` (``test_init_prepare.py``).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from injector.sources._imports import DeferredPackage, defer_package_inits
+from injector._imports import DeferredPackage, defer_package_inits
 
 
 @pytest.fixture
@@ -117,3 +120,41 @@ def test_other_threads_wait_for_the_init_to_end(package: str, tmp_path: Path) ->
         thread.join(timeout=10)
     assert seen == [42, 42, 42, 42]
     assert _runs(tmp_path) == 1
+
+
+def test_templates_render_without_jinja2s_package_init() -> None:
+    """In a fresh process, the template stage compiles and renders in the sandbox, a syntax error and
+    an undefined name are still its own errors, and Jinja2's loaders and bytecode caches (with
+    ``pickle``) stay unloaded; ``jinja2.Environment`` still works after, in the same process."""
+    code = """
+import json, sys
+from injector.config.model import LimitsConfig, TemplateConfig
+from injector.errors import RenderError
+from injector.template.render import Renderer
+renderer = Renderer(secrets={}, limits=LimitsConfig(), environ={})
+def run(text):
+    compiled = renderer.compile(TemplateConfig(where="templates[0]", destination="f", contents=text))
+    return renderer.render(compiled, {}.__getitem__).content.decode()
+rendered = run("{{ 'a' ~ ('b' | upper) }}")
+errors = []
+for text in ("{% if x }}", "{{ nothing_here.x }}"):
+    try:
+        run(text)
+    except RenderError as exc:
+        errors.append(str(exc).split(":")[0])
+unloaded = sorted(name for name in ("jinja2.loaders", "jinja2.bccache", "pickle") if name not in sys.modules)
+deferred = type(sys.modules["jinja2"]).__name__
+import jinja2
+plain = jinja2.Environment().from_string("{{ 1 + 1 }}").render()
+print(json.dumps({"rendered": rendered, "errors": errors, "unloaded": unloaded, "deferred": deferred,
+                  "plain": plain, "loaders": "jinja2.loaders" in sys.modules}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rendered"] == "aB"
+    assert result["errors"] == ["templates[0] (f)", "templates[0] (f)"]
+    assert result["unloaded"] == ["jinja2.bccache", "jinja2.loaders", "pickle"]
+    assert result["deferred"] == "DeferredPackage"
+    assert result["plain"] == "2"
+    assert result["loaders"]  # jinja2.Environment ran the package's own __init__

@@ -106,6 +106,8 @@ def main(path: str) -> None:
     for label, names in groups(modules):
         if "hvac" in names and "hvac.v1" not in modules:
             lean.hvac_without_its_catalogue()  # hvac's package initialisers did not run in the sidecar
+        if "botocore.session" in names and "jmespath.parser" not in modules:
+            lean.botocore_without_jmespath()  # nor JMESPath's
         for name in names:
             if name in sys.modules:
                 continue

@@ -10,9 +10,10 @@ on. They are imported as the injector imports them, by the injector's own functi
 (``injector/_imports.py``, loaded alone): Jinja2 without running its package's ``__init__`` (the
 template loaders and bytecode caches); urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
-character-set detector (charset_normalizer, chardet); and of hvac, the modules of its HTTP adapter
-and of the four auth methods the Vault source calls (``injector/sources/vault_client.py``, loaded
-alone), without the package initialisers that import the rest of its API.
+character-set detector (charset_normalizer, chardet); botocore without JMESPath; and of hvac, the
+modules of its HTTP adapter and of the four auth methods the Vault source calls
+(``injector/sources/vault_client.py``, loaded alone), without the package initialisers that
+import the rest of its API.
 With ``--clients`` it also builds one client per backend: for Vault the injector's own
 (``vault_client.Client``: hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
 (``botocore.session.get_session().create_client(service, …)``); it sends no request.
@@ -102,6 +103,7 @@ def main() -> None:
     if aws:
         # botocore's own data, whole (the bench gives injector processes the image's cut-down copy).
         os.environ.pop("AWS_DATA_PATH", None)
+        lean.botocore_without_jmespath()
         import botocore.session
     imported = time.perf_counter()
     imports_kib = rss_kib()

@@ -14,6 +14,9 @@ an idle sidecar with 100 values and in start-up (``make bench``; the libraries' 
   opt-in and its ``importlib.metadata``) is not run: 0.4 MiB and about 3 ms.
 - ``requests_without_charset_detection``: requests gets no character-set detector: 3.2 MiB and
   about 10 ms.
+- ``botocore_without_jmespath``: JMESPath, the query language botocore imports for paginators,
+  waiters and some services' endpoint rules, is loaded only if one of them runs. The AWS sources
+  call ``GetParameters`` and ``BatchGetSecretValue``, which need none of them: 0.2 MiB.
 - ``hvac_without_its_catalogue``: hvac's package initialisers, which import the class of every
   auth method, secrets engine and system endpoint hvac knows (68 modules) for ``hvac.Client`` to
   build one of each, run only if something asks for them. The Vault source calls hvac's HTTP
@@ -35,6 +38,7 @@ from typing import Any
 
 __all__ = [
     "DeferredPackage",
+    "botocore_without_jmespath",
     "defer_package_inits",
     "hvac_without_its_catalogue",
     "jinja2_without_its_loaders",
@@ -99,6 +103,19 @@ def requests_without_charset_detection() -> None:
         # requests warns once, at import, that it found no detector: that is the point.
         warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
         import requests  # noqa: F401
+
+
+def botocore_without_jmespath() -> None:
+    """Defers the ``__init__`` of the ``jmespath`` package (``defer_package_inits``).
+
+    botocore imports ``jmespath`` at module level (``botocore.paginate``, ``botocore.waiter``,
+    ``botocore.regions``) and calls it only in a paginator, in a waiter, and in the endpoint rules
+    of the services whose operations name parameters by JMESPath expression. That ``__init__``
+    imports the whole library (its lexer, parser, AST, functions and visitor); the AWS sources
+    use no paginator and no waiter, and Secrets Manager's and SSM's rules use no expression. A
+    call that needs JMESPath runs the ``__init__`` then; the library imports nothing of botocore,
+    so that cannot wait on a module botocore is importing."""
+    defer_package_inits(("jmespath",))
 
 
 #: hvac's packages whose ``__init__`` imports a catalogue the Vault source does not use: ``hvac``

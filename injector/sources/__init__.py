@@ -241,18 +241,20 @@ def _vault(config: Config) -> Source:
 
 
 def _aws_sm(config: Config) -> Source:
-    from injector._imports import urllib3_without_http2_opt_in
+    from injector import _imports
 
-    urllib3_without_http2_opt_in()
+    _imports.urllib3_without_http2_opt_in()
+    _imports.botocore_without_jmespath()
     from injector.sources.aws_secretsmanager import build_secretsmanager_source
 
     return build_secretsmanager_source(config)
 
 
 def _aws_ssm(config: Config) -> Source:
-    from injector._imports import urllib3_without_http2_opt_in
+    from injector import _imports
 
-    urllib3_without_http2_opt_in()
+    _imports.urllib3_without_http2_opt_in()
+    _imports.botocore_without_jmespath()
     from injector.sources.aws_ssm import build_ssm_source
 
     return build_ssm_source(config)

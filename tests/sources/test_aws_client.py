@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +131,40 @@ def test_the_lean_session_calls_every_builtin_handler_a_plain_one_calls(
 )
 def test_which_handlers_concern_our_clients(event: str, ours: bool) -> None:
     assert concerns_our_clients(event) is ours
+
+
+def test_a_fresh_process_fetches_from_both_services_without_jmespath(
+    tmp_path: Path, aws_endpoint: str, sm_client: Any, ssm_client: Any
+) -> None:
+    """Built in a fresh process, the Secrets Manager and SSM sources fetch a secret, a parameter and
+    a parameter path with JMESPath's package registered but not run (``_imports.botocore_without_jmespath``):
+    none of its modules is loaded. ``jmespath.search`` still works after, in the same process."""
+    sm_client.create_secret(Name="app", SecretString="s1")
+    ssm_client.put_parameter(Name="/app/one", Value="p1", Type="String")
+    ssm_client.put_parameter(Name="/app/two", Value="p2", Type="String")
+    code = f"""
+import json, sys
+from pathlib import Path
+from injector.config.load import parse_config
+from injector.refs import parse_reference
+from injector.sources import build_source
+raw = {{"output_dir": {str(tmp_path / "out")!r}, "aws": {{"region": {REGION!r}, "endpoint_url": {aws_endpoint!r}}}}}
+config = parse_config(raw, base_dir=Path({str(tmp_path)!r}), environ={{}})
+values = {{}}
+for scheme, text in (("aws-sm", "aws-sm:app"), ("aws-ssm", "aws-ssm:/app/one"), ("aws-ssm", "aws-ssm:/app/")):
+    ref = parse_reference(text).base
+    values[text] = build_source(scheme, config).fetch([ref])[ref].value.reveal()
+loaded = sorted(name for name in sys.modules if name.startswith("jmespath."))
+deferred = type(sys.modules["jmespath"]).__name__
+import jmespath
+print(json.dumps({{"values": values, "loaded": loaded, "deferred": deferred,
+                   "search": jmespath.search("a.b", {{"a": {{"b": 1}}}})}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    path = {"one": "p1", "two": "p2"}
+    assert result["values"] == {"aws-sm:app": "s1", "aws-ssm:/app/one": "p1", "aws-ssm:/app/": path}
+    assert result["loaded"] == []
+    assert result["deferred"] == "DeferredPackage"
+    assert result["search"] == 1

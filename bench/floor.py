@@ -99,6 +99,8 @@ def main(path: str) -> None:
     lean = injector_module("_imports")
     if "jinja2.loaders" not in modules:
         lean.jinja2_without_its_loaders()  # the sidecar's templates did not run Jinja2's __init__
+    if "html.entities" not in modules:
+        lean.http_server_without_html_entities()  # nor its health server the html package's
     if "urllib3.http2" in modules:
         lean.urllib3_without_http2_opt_in()  # before urllib3
     imported = skipped = 0

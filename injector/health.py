@@ -20,10 +20,13 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from injector._imports import http_server_without_html_entities
 from injector.errors import ConfigError
 from injector.metrics import CONTENT_TYPE, Registry
+
+http_server_without_html_entities()  # before http.server imports html
+from http.server import BaseHTTPRequestHandler, HTTPServer  # noqa: E402
 
 __all__ = ["HealthServer", "parse_address"]
 

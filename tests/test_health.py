@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -295,3 +298,41 @@ class TestServer:
         """An address without a numeric port is refused."""
         with pytest.raises(ConfigError, match="expected HOST:PORT"):
             parse_address("localhost")
+
+
+def test_probes_load_no_html_entity_table_and_an_error_page_still_escapes() -> None:
+    """In a fresh process the probes are served without the ``html`` package's ``__init__`` (its
+    table of named character references); the first error page (a request line whose version the
+    server echoes) runs it and escapes that text as before."""
+    code = """
+import http.client, json, socket, sys
+from injector.health import HealthServer
+from injector.metrics import Registry
+server = HealthServer("127.0.0.1:0", live=lambda: (True, ""), ready=lambda: (True, ""), registry=Registry())
+server.start()
+def ask(path):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+probes = [ask(path) for path in ("/healthz", "/readyz", "/metrics")]
+before = "html.entities" in sys.modules
+with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+    conn.sendall(b"GET / HTTP/<b>&\\r\\n\\r\\n")
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+server.stop()
+print(json.dumps({"probes": probes, "before": before, "answer": answer.decode(),
+                  "after": "html.entities" in sys.modules}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["probes"] == [200, 200, 200]
+    assert result["before"] is False
+    assert "Error code: 400" in result["answer"]  # an HTTP/0.9 answer: the page, without a status line
+    assert "HTTP/&lt;b&gt;&amp;" in result["answer"]
+    assert "<b>" not in result["answer"]
+    assert result["after"] is True

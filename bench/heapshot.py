@@ -2,7 +2,9 @@
 
 Usage: ``python bench/heapshot.py FIFO OUTDIR -- sidecar -c CONFIG …`` (``--`` then the ``injector``
 arguments). tracemalloc starts before ``injector`` is imported, so every Python allocation of the
-process is traced. A daemon thread blocks reading lines from the named pipe FIFO (no polling, so
+process is traced; its Python module (which imports ``pickle``) is imported only at the first
+snapshot, after the module list is read, so the list holds what the injector imported and no
+module of this script's own. A daemon thread blocks reading lines from the named pipe FIFO (no polling, so
 no wakeups of its own); each line is a snapshot name: it runs a full ``gc.collect()``, takes a
 snapshot, writes ``OUTDIR/NAME.json`` and keeps it in memory, so a later snapshot can be compared
 with an earlier one. What the JSON holds:
@@ -21,14 +23,17 @@ tracemalloc costs memory and CPU of its own: use it to find holders, never for t
 
 from __future__ import annotations
 
+import _tracemalloc  # tracing starts here; ``tracemalloc`` itself is imported at the first snapshot
 import gc
 import json
 import os
 import sys
 import threading
-import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tracemalloc
 
 IMPORTS = "(module code: imports)"
 
@@ -60,7 +65,11 @@ def short(filename: str) -> str:
     return filename
 
 
-def describe(snapshot: tracemalloc.Snapshot, first: tracemalloc.Snapshot | None) -> dict[str, Any]:
+def describe(
+    snapshot: tracemalloc.Snapshot, first: tracemalloc.Snapshot | None, modules: dict[str, list[str]]
+) -> dict[str, Any]:
+    import tracemalloc
+
     packages: dict[str, int] = {}
     for stat in snapshot.statistics("filename"):
         name = package_of(stat.traceback[0].filename)
@@ -68,8 +77,7 @@ def describe(snapshot: tracemalloc.Snapshot, first: tracemalloc.Snapshot | None)
     out: dict[str, Any] = {
         "traced": tracemalloc.get_traced_memory()[0],
         "by_package": sorted(packages.items(), key=lambda kv: -kv[1])[:25],
-        "modules": sorted(name for name, module in sys.modules.items() if module is not None),
-        "blocked": sorted(name for name, module in sys.modules.items() if module is None),
+        **modules,
         "top_lines": [
             (f"{short(s.traceback[0].filename)}:{s.traceback[0].lineno}", s.size, s.count)
             for s in snapshot.statistics("lineno")[:25]
@@ -84,17 +92,36 @@ def describe(snapshot: tracemalloc.Snapshot, first: tracemalloc.Snapshot | None)
     return out
 
 
+def imported(own: set[str]) -> dict[str, list[str]]:
+    """The modules the process imported (``modules``) and made unimportable (``blocked``), but
+    ``own``: the modules that importing ``tracemalloc`` here added."""
+    present = {name: module for name, module in sys.modules.items() if name not in own}
+    return {
+        "modules": sorted(name for name, module in present.items() if module is not None),
+        "blocked": sorted(name for name, module in present.items() if module is None),
+    }
+
+
 def serve(fifo: str, outdir: Path) -> None:
     first: tracemalloc.Snapshot | None = None
+    own: set[str] | None = None
     while True:
         with open(fifo) as requests:  # blocks until the bench opens it for writing
             for line in requests:
                 name = line.strip()
                 if not name:
                     continue
+                if own is None:
+                    modules = imported(set())
+                    before = set(sys.modules)
+                    import tracemalloc
+
+                    own = set(sys.modules) - before
+                else:
+                    modules = imported(own)
                 gc.collect()
                 snapshot = tracemalloc.take_snapshot()
-                report = describe(snapshot, first)
+                report = describe(snapshot, first, modules)
                 first = first or snapshot
                 tmp = outdir / f"{name}.json.tmp"
                 tmp.write_text(json.dumps(report))
@@ -105,7 +132,7 @@ def main() -> None:
     fifo, outdir, sep, *args = sys.argv[1:]
     if sep != "--":
         raise SystemExit(__doc__)
-    tracemalloc.start()
+    _tracemalloc.start(1)
     threading.Thread(target=serve, args=(fifo, Path(outdir)), name="heapshot", daemon=True).start()
     from injector.__main__ import main as injector_main
 

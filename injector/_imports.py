@@ -9,7 +9,7 @@ an idle sidecar with 100 values and in start-up (``make bench``; the libraries' 
 - ``jinja2_without_its_loaders``: Jinja2's package ``__init__``, which imports the template
   loaders and the bytecode caches (with ``pickle``, ``tempfile``, ``shutil``, ``bz2`` and
   ``lzma``), runs only if something asks for it. Templates are compiled from the config's text
-  and never loaded from files by Jinja2: 0.4–0.5 MiB.
+  and never loaded from files by Jinja2: 0.5 MiB.
 - ``http_server_without_html_entities``: the standard library's ``html`` package ``__init__``,
   which ``http.server`` imports for the escaping of its error pages, and which loads the table of
   HTML's 2,231 named character references, runs at the first error page, not at import: 0.3–0.4
@@ -191,9 +191,11 @@ class DeferredPackage(types.ModuleType):
 
     The wait is on this module's lock, which the import system's deadlock detection does not see:
     a thread importing a module that the running ``__init__`` also imports, and asking the package
-    for a name meanwhile, would wait for ever. The injector asks hvac's packages for no such name
-    (its modules import hvac's submodules, which do not run an ``__init__``); code that wants the
-    whole package from several threads at once should import it before the Vault source is built."""
+    for a name meanwhile, would wait for ever. The injector asks its deferred packages for no such
+    name (its modules import their submodules, which do not run an ``__init__``), and the
+    initialisers that may run later (JMESPath's in a botocore call, ``html``'s at an error page)
+    import nothing that another thread could be importing at that moment; code that wants a
+    whole package from several threads at once should import it before the injector defers it."""
 
     def __getattr__(self, name: str) -> Any:
         with _INIT_LOCK:

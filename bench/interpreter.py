@@ -148,7 +148,8 @@ def idle_rss(root: Path, backends: Backends, scratch: Path, tmpfs: bool, label: 
         backends, folder=work / "config", output_dir=out, tmpfs=tmpfs, extra={"refresh": {"interval": "1h"}}
     )
     launcher = [CHROOT, str(root), f"{VENV}/bin/injector"]
-    with Sidecar(config, work / "sidecar.log", {"VAULT_TOKEN": backends.root_token}, launcher=launcher) as sidecar:
+    env = clean_env(VAULT_TOKEN=backends.root_token)  # the root's own bytecode, as the image's
+    with Sidecar(config, work / "sidecar.log", env, launcher=launcher, whole_env=True) as sidecar:
         sidecar.wait_ready()
         time.sleep(10)
         samples = []

@@ -36,11 +36,20 @@ class Sidecar:
     ``difflib`` (0.2 MiB, ~1 ms) into a process that would not otherwise import it.
 
     ``launcher``: what runs the ``injector`` arguments (default: the console script), e.g.
-    ``[python, bench/heapshot.py, FIFO, DIR, "--"]``.
+    ``[python, bench/heapshot.py, FIFO, DIR, "--"]``. ``env`` is added to the bench's own
+    environment (``child_env``: its bytecode tree, its code on ``PYTHONPATH``), unless ``whole_env``:
+    then it is the process's whole environment, for a sidecar that runs another installation (a
+    root of ``bench/interpreter.py``), which must read its own bytecode.
     """
 
     def __init__(
-        self, config: Path, log: Path, env: dict[str, str], *args: str, launcher: list[str] | None = None
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str],
+        *args: str,
+        launcher: list[str] | None = None,
+        whole_env: bool = False,
     ) -> None:
         self.port = free_port()
         self.log = log
@@ -58,7 +67,7 @@ class Sidecar:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=child_env(env),
+                env=env if whole_env else child_env(env),
             )
 
     @property

@@ -12,9 +12,10 @@ A smaller Vault-only ``init`` (``small``: 10 values over 2 templates, 2 ms) agai
 pass`` with the same interpreter, alternating, ``runs`` times each: the difference of the medians
 is what ``init`` adds to starting Python (budget 150 ms). In the same alternation, the same values
 declared under ``secrets:`` and named by the templates (``secrets.var``), as deploy/ and the
-webhook write configs: there ``init`` starts the Vault login before it loads the template engine.
-Both again with 20 ms per request (``SLOW``), where the login's round trips are long enough to
-show what overlapping them saves.
+webhook write configs. Either way ``init`` starts the Vault login and the KV reads before it
+loads the template engine (it finds the templates' ``secret("vault:…")`` literals in their text).
+Both again with 20 ms per request (``SLOW``), where the round trips are long enough to show how
+much of them the start-up hides.
 Then ``bench/libfloor.py vault --clients`` ``runs`` times: the same difference for a process that
 only imports Jinja2, PyYAML and hvac and builds an hvac client, which no ``init`` can beat.
 

@@ -194,8 +194,8 @@ def table(r: Results) -> str:
             )
             inline_slow, named_slow = st.small_slow
             rows.append(
-                f"| 5 | the same, the values declared under `secrets:` (as deploy/ and the webhook write them: "
-                f"the Vault login starts before the template engine loads) | {s(st.small_named_wall)} vs "
+                f"| 5 | the same, the values declared under `secrets:` (as deploy/ and the webhook write them) | "
+                f"{s(st.small_named_wall)} vs "
                 f"{s(st.python_wall)}: +{s(st.small_named_wall - st.python_wall)}; at 20 ms per request, "
                 f"{s(named_slow)} against {s(inline_slow)} with the references in the templates | — | info |"
             )

@@ -3,35 +3,42 @@
 It adopts a token and leases left in ``state_dir`` by an earlier run in the same pod, and leaves
 its own there for the sidecar, so a pod holds one token and one set of dynamic credentials.
 
-``prepare`` runs first, before the template engine is imported: when the config's ``secrets:``
-name Vault references, it builds the Vault source and starts its login (and the lookups of those
-references' mounts) on a thread, so the round trips to Vault overlap importing Jinja2 and
-compiling the templates instead of following them. A Kubernetes or JWT login makes Vault ask
-another service, which is most of a small ``init``'s waiting.
+``prepare`` runs first, before the template engine is imported: when the config names Vault
+references, it builds the Vault source and starts its login, the lookups of those references'
+mounts and the reads of the KV values among them on a thread (``VaultSource.prepare_early``), so
+the round trips to Vault overlap importing Jinja2 and compiling the templates instead of following
+them. A Kubernetes or JWT login makes Vault ask another service,
+which is most of a small ``init``'s waiting. The references are those of ``secrets:`` and those a
+template writes as one quoted literal, ``secret("vault:…")``, found in its text (Jinja2 is not
+loaded yet); a reference the template builds at render time is looked up by the fetch, as before.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from injector.config.model import Config
-from injector.errors import InjectorError
+from injector.errors import ConfigError, InjectorError
 from injector.handoff import STATE_FILE
+from injector.refs import parse_reference
 
 if TYPE_CHECKING:
     from injector.engine import Engine
     from injector.refs import Reference
     from injector.sources import Source
-    from injector.sources.vault import VaultSource
 
-__all__ = ["InitResult", "prepare", "run_init"]
+__all__ = ["InitResult", "prepare", "run_init", "template_vault_refs"]
 
 logger = logging.getLogger(__name__)
+
+#: ``secret("vault:…")`` with the reference as one quoted literal without escapes, as templates
+#: write it; keyword parameters after it do not change the mount the reference is on.
+_LITERAL_VAULT_REF = re.compile(r"""\bsecret\(\s*(["'])(vault:[^"'\\\n]+)\1""")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,17 +50,20 @@ class InitResult:
 
 
 def prepare(config: Config) -> dict[str, Source]:
-    """Builds the Vault source and starts its login on a thread; returns it for ``run_init``.
+    """Builds the Vault source and starts its login and early reads (``VaultSource.prepare_early``);
+    returns it for ``run_init``.
 
-    Nothing is started (an empty mapping) when the config's ``secrets:`` name no Vault reference
-    (the templates, not compiled yet, might not use Vault at all), or when ``state_dir`` holds an
+    Nothing is started (an empty mapping) when neither the config's ``secrets:`` nor a template's
+    text names a Vault reference (``template_vault_refs``), or when ``state_dir`` holds an
     earlier run's state (its token is adopted, and no new login may race that), or when the source
-    cannot be built (``run_init`` builds it again and reports why, where it always did). A login
-    or lookup that fails here is only logged at debug level: the first fetch, which waits for this
-    one, tries again and reports it as it always did.
+    cannot be built (``run_init`` builds it again and reports why, where it always did). A login,
+    lookup or read that fails here is only logged at debug level: the first fetch, which waits for
+    this one, tries again and reports it as it always did.
     """
-    refs = [ref for ref in config.secrets.values() if ref.scheme == "vault"]
-    if not refs or config.vault is None:
+    if config.vault is None:
+        return {}
+    refs = [ref.base for ref in config.secrets.values() if ref.scheme == "vault"] + template_vault_refs(config)
+    if not refs:
         return {}
     if config.state_dir is not None and (config.state_dir / STATE_FILE).exists():
         return {}
@@ -66,15 +76,29 @@ def prepare(config: Config) -> dict[str, Source]:
     from injector.sources.vault import VaultSource
 
     if isinstance(source, VaultSource):
-        threading.Thread(target=_log_in, args=(source, refs), name="vault-login", daemon=True).start()
+        source.prepare_early(refs)
     return {"vault": source}
 
 
-def _log_in(source: VaultSource, refs: list[Reference]) -> None:
-    try:
-        source.prepare(refs)
-    except Exception as exc:  # noqa: BLE001 - the first fetch reports it; a thread must not print it
-        logger.debug("the early Vault login did not complete (%s); the first fetch tries again", type(exc).__name__)
+def template_vault_refs(config: Config) -> list[Reference]:
+    """The Vault references the templates write as ``secret("vault:…")`` with a quoted literal,
+    read from their text without Jinja2 (module docstring). A hint for the early login only: text
+    that is not a valid reference, or a template source that cannot be read, is left to the compile
+    to report, and a literal inside a Jinja2 comment costs one mount lookup that was not needed."""
+    refs: list[Reference] = []
+    for template in config.templates:
+        text = template.contents
+        if text is None and template.source is not None:
+            try:
+                text = template.source.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+        for match in _LITERAL_VAULT_REF.finditer(text or ""):
+            try:
+                refs.append(parse_reference(match.group(2)).base)
+            except ConfigError:
+                continue
+    return refs
 
 
 def run_init(

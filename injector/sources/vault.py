@@ -224,6 +224,10 @@ class VaultSource(SourceDefaults):
         #: Every answered HTTP request, counted by a response hook on each session (auth's too).
         self.calls = CallCounter()
         client.adapter.session.hooks["response"].append(self._count)
+        #: ``prepare_early``'s thread, until the first ``fetch`` has waited for it; the KV values it
+        #: read, until that fetch takes them (the rest is dropped then).
+        self._early_done: threading.Event | None = None
+        self._early: dict[Reference, Fetched] = {}
 
     @property
     def authenticator(self) -> VaultAuthenticator:
@@ -245,32 +249,79 @@ class VaultSource(SourceDefaults):
 
     def prepare(self, refs: Iterable[Reference]) -> None:
         """Logs in and looks up the mounts of ``refs``, as the first ``fetch`` would do before its
-        reads (``injector init`` runs this on a thread while it loads the template engine). A path
-        the policy refuses is not looked up.
+        reads, and reads those of them that are KV values: a KV read creates nothing (no lease, no
+        certificate, no write), so reading one that turns out unused costs only the request. The
+        next ``fetch`` takes these values instead of reading them again; a failed read is left to
+        it, and reported by it. A path the policy refuses is neither looked up nor read.
 
         Raises:
             SourceError: what that ``fetch`` would report for the login or a mount.
         """
         self._auth.ensure()
+        reads = []
         for ref in dict.fromkeys(refs):
             self._policy.check_path(str(ref), ref.path)
-            self._mount_of(ref)
+            if self._kind(ref, self._mount_of(ref)) in ("kv1", "kv2"):
+                reads.append(ref)
+        early = {ref: got for ref, got in self._fetch_all(reads).items() if isinstance(got, Fetched)}
+        with self._lock:
+            self._early.update(early)
+
+    def prepare_early(self, refs: Iterable[Reference]) -> None:
+        """Runs ``prepare(refs)`` on a thread of its own and returns at once: ``injector init`` starts
+        it before it loads the template engine, so Vault's round trips overlap that. The first
+        ``fetch`` waits for it (it does nothing that fetch would not do first), then goes on with
+        what it left. A failure is only logged at debug level: that fetch tries again and reports
+        it as it always did."""
+        refs = list(refs)
+        done = threading.Event()
+        self._early_done = done
+
+        def run() -> None:
+            try:
+                self.prepare(refs)
+            except Exception as exc:  # noqa: BLE001 - the first fetch reports it; a thread must not print it
+                logger.debug("the early Vault login did not complete (%s); the first fetch retries", type(exc).__name__)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="vault-login", daemon=True).start()
 
     def fetch(self, refs: Sequence[Reference]) -> Mapping[Reference, Fetched | SourceError]:
-        """Fetches every reference concurrently (at most ``max_concurrency`` at once)."""
+        """Fetches every reference concurrently (at most ``max_concurrency`` at once); the first call
+        after ``prepare_early`` waits for it and takes the values it read."""
         unique = list(dict.fromkeys(refs))
         if not unique:
             return {}
-        try:
-            self._auth.ensure()
-        except SourceError as exc:
-            return {ref: type(exc)(f"{ref}: {exc}", ref=str(ref)) for ref in unique}
-        if len(unique) == 1:
-            return {unique[0]: self._fetch_one(unique[0])}
+        got: dict[Reference, Fetched | SourceError] = dict(self._take_early(unique))
+        rest = [ref for ref in unique if ref not in got]
+        if rest:
+            try:
+                self._auth.ensure()
+            except SourceError as exc:
+                got.update({ref: type(exc)(f"{ref}: {exc}", ref=str(ref)) for ref in rest})
+            else:
+                got.update(self._fetch_all(rest))
+        return {ref: got[ref] for ref in unique}
+
+    def _take_early(self, refs: Sequence[Reference]) -> dict[Reference, Fetched]:
+        """What ``prepare`` read of ``refs``, once it has finished; the values it read that ``refs``
+        do not name are dropped (only the first fetch after it takes any)."""
+        done = self._early_done
+        if done is not None:
+            done.wait()
+            self._early_done = None
+        with self._lock:
+            early, self._early = self._early, {}
+        return {ref: early[ref] for ref in refs if ref in early}
+
+    def _fetch_all(self, refs: Sequence[Reference]) -> dict[Reference, Fetched | SourceError]:
+        if len(refs) <= 1:
+            return {ref: self._fetch_one(ref) for ref in refs}
         # Threads only for this round: an idle sidecar has none (it kept 16, ~0.3 MiB of RSS).
-        workers = min(self._max_concurrency, len(unique))
+        workers = min(self._max_concurrency, len(refs))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vault") as pool:
-            return dict(zip(unique, pool.map(self._fetch_one, unique), strict=True))
+            return dict(zip(refs, pool.map(self._fetch_one, refs), strict=True))
 
     def issues(self, ref: Reference) -> bool:
         """Whether fetching ``ref`` creates something: a lease (``database/creds``, ``aws/creds`` …),

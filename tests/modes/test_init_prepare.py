@@ -17,11 +17,13 @@ import pytest
 from injector.config.load import parse_config
 from injector.config.model import Config
 from injector.engine import Engine
-from injector.errors import AuthError
-from injector.modes.init import prepare, run_init
+from injector.errors import AuthError, NotFoundError
+from injector.modes.init import prepare, run_init, template_vault_refs
+from injector.refs import parse_reference
+from injector.sources import build_source
 from injector.sources.vault_auth import VaultAuthenticator
 from tests.fixtures.sentinel import SENTINEL
-from tests.fixtures.vault import VaultServer, dev_only
+from tests.fixtures.vault import PkiMount, VaultServer, dev_only
 
 pytestmark = pytest.mark.vault
 
@@ -36,8 +38,18 @@ def token(vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def make_config(
-    tmp_path: Path, output_dir: Path, server: VaultServer, mount: str, *, secrets: bool = True, **extra: Any
+    tmp_path: Path,
+    output_dir: Path,
+    server: VaultServer,
+    mount: str,
+    *,
+    secrets: bool = True,
+    template: str = "",
+    **extra: Any,
 ) -> Config:
+    """A config with one Vault value: declared under ``secrets:``, or (``secrets=False``) written in
+    the template, as ``secret('vault:…')``, or as ``template`` (``{ref}`` stands for the reference);
+    ``source=True`` in ``extra`` writes the template to a file."""
     vault: dict[str, Any] = {"address": server.address, "auth": {"method": "token"}, "timeout": "5s"}
     if isinstance(server.verify, str):
         vault["ca_cert"] = server.verify
@@ -48,12 +60,26 @@ def make_config(
         "refresh": {"min_backoff": "100ms", "max_backoff": "300ms"},
         **extra,
     }
+    source = raw.pop("source", False)
     if secrets:
         raw["secrets"] = {"password": ref}
-        raw["templates"] = [{"contents": "{{ secrets.password }}", "destination": "password"}]
+        text = "{{ secrets.password }}"
     else:
-        raw["templates"] = [{"contents": f"{{{{ secret('{ref}') }}}}", "destination": "password"}]
+        text = (template or "{{{{ secret('{ref}') }}}}").format(ref=ref)
+    if source:
+        (tmp_path / "password.tmpl").write_text(text)
+        raw["templates"] = [{"source": "password.tmpl", "destination": "password"}]
+    else:
+        raw["templates"] = [{"contents": text, "destination": "password"}]
     return parse_config(raw, base_dir=tmp_path, environ={})
+
+
+#: How a config names its Vault value: under ``secrets:``, in the template's text, in a template file.
+NAMED = {
+    "secrets": {},
+    "template": {"secrets": False},
+    "template file": {"secrets": False, "source": True},
+}
 
 
 @pytest.fixture
@@ -64,6 +90,7 @@ def stored(vault_admin: hvac.Client, kv2_mount: str) -> str:
     return kv2_mount
 
 
+@pytest.mark.parametrize("named", NAMED)
 def test_the_login_runs_while_the_templates_compile(
     tmp_path: Path,
     output_dir: Path,
@@ -71,10 +98,12 @@ def test_the_login_runs_while_the_templates_compile(
     stored: str,
     token: str,
     monkeypatch: pytest.MonkeyPatch,
+    named: str,
 ) -> None:
     """The login has begun, on a thread of its own, while the main thread is compiling the templates;
-    the files are rendered as without it."""
-    config = make_config(tmp_path, output_dir, vault_server, stored)
+    the files are rendered as without it. The same whether the reference is declared under
+    ``secrets:`` or written in the template (read from its text, Jinja2 not loaded yet)."""
+    config = make_config(tmp_path, output_dir, vault_server, stored, **NAMED[named])
     begun, compiled = threading.Event(), threading.Event()
     ensure, compile_ = VaultAuthenticator.ensure, Engine.compile
 
@@ -100,28 +129,162 @@ def test_the_login_runs_while_the_templates_compile(
 
 
 @dev_only("counts the server's requests")
+@pytest.mark.parametrize("named", NAMED)
 def test_one_login_and_one_mount_lookup_in_all(
-    tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str
+    tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str, named: str
 ) -> None:
     """The fetch uses the early login and mount lookup: init sends each once, as it did without it."""
     dev = vault_server.dev
     assert dev is not None
-    config = make_config(tmp_path, output_dir, vault_server, stored)
+    config = make_config(tmp_path, output_dir, vault_server, stored, **NAMED[named])
     dev.reset_counts()
-    run_init(config, timeout=30, sources=prepare(config))
+    sources = prepare(config)
+    assert set(sources) == {"vault"}  # the early login started
+    run_init(config, timeout=30, sources=sources)
     assert dev.request_count("auth/token/lookup-self") == 1
     assert dev.request_count("sys/internal/ui/mounts/") == 1
     assert (output_dir / "password").read_text() == SENTINEL
 
 
-def test_nothing_starts_without_vault_secrets(
+@dev_only("counts the server's requests")
+@pytest.mark.parametrize("named", NAMED)
+def test_the_kv_value_is_read_before_the_templates_compile(
+    tmp_path: Path,
+    output_dir: Path,
+    vault_server: VaultServer,
+    stored: str,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    named: str,
+) -> None:
+    """The early thread reads the KV value too: it reaches Vault before the templates compile, and
+    the fetch takes it instead of reading it again."""
+    dev = vault_server.dev
+    assert dev is not None
+    config = make_config(tmp_path, output_dir, vault_server, stored, **NAMED[named])
+    read = f"{stored}/data/prepared"
+    compile_ = Engine.compile
+    seen: list[int] = []
+
+    def compile_after_the_read(self: Engine, *args: Any, **kwargs: Any) -> None:
+        waited = threading.Event()
+        for _ in range(int(PATIENCE / 0.01)):
+            if dev.request_count(read):
+                break
+            waited.wait(0.01)
+        seen.append(dev.request_count(read))
+        compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "compile", compile_after_the_read)
+    dev.reset_counts()
+    run_init(config, timeout=30, sources=prepare(config))
+    assert seen == [1]
+    assert dev.request_count(read) == 1
+    assert (output_dir / "password").read_text() == SENTINEL
+
+
+@dev_only("counts the server's requests")
+def test_nothing_is_issued_early(
+    tmp_path: Path,
+    output_dir: Path,
+    vault_server: VaultServer,
+    stored: str,
+    token: str,
+    pki_mount: PkiMount,
+    lease_role: str,
+) -> None:
+    """A certificate or a lease is created by the fetch only: references that the templates do not
+    render (here inside a Jinja2 comment, which the early scan still sees) are looked up, never
+    issued."""
+    dev = vault_server.dev
+    assert dev is not None
+    issue = f"{pki_mount.mount}/issue/{pki_mount.role}"
+    template = (
+        f"{{{{# secret('vault:{issue}?common_name=web.local') secret('vault:{lease_role}') #}}}}"
+        "{{{{ secret('{ref}') }}}}"
+    )
+    config = make_config(tmp_path, output_dir, vault_server, stored, secrets=False, template=template)
+    assert len(template_vault_refs(config)) == 3
+    dev.reset_counts()
+    run_init(config, timeout=30, sources=prepare(config))
+    assert (output_dir / "password").read_text() == SENTINEL
+    assert dev.request_count(issue) == 0
+    assert dev.request_count(lease_role) == 0
+    assert dev.request_count(f"sys/internal/ui/mounts/{pki_mount.mount}") == 1
+
+
+@dev_only("counts the server's requests")
+def test_early_values_the_fetch_does_not_name_are_dropped(
+    tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str, vault_admin: hvac.Client
+) -> None:
+    """The first fetch takes what it names of the early reads; the rest is forgotten, so a later
+    fetch reads Vault again and never gets a value read before it."""
+    dev = vault_server.dev
+    assert dev is not None
+    vault_admin.secrets.kv.v2.create_or_update_secret(path="other", secret={"v": "1"}, mount_point=stored)
+    config = make_config(tmp_path, output_dir, vault_server, stored)
+    source = build_source("vault", config)
+    prepared, other = (parse_reference(f"vault:{stored}/{name}") for name in ("prepared", "other"))
+    try:
+        dev.reset_counts()
+        source.prepare([prepared, other])
+        assert dev.request_count(f"{stored}/data/") == 2
+        vault_admin.secrets.kv.v2.create_or_update_secret(path="other", secret={"v": "2"}, mount_point=stored)
+        dev.reset_counts()
+        first = source.fetch([prepared])[prepared]
+        assert not isinstance(first, Exception) and first.value.reveal() == {"password": SENTINEL}
+        assert dev.request_count(f"{stored}/data/") == 0
+        later = source.fetch([other])[other]
+        assert not isinstance(later, Exception) and later.value.reveal() == {"v": "2"}
+        assert dev.request_count(f"{stored}/data/other") == 1
+    finally:
+        source.close()
+
+
+def test_a_failed_early_read_is_reported_by_the_fetch(
     tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str
 ) -> None:
-    """Vault used only from a template (not compiled yet when prepare runs): no early login."""
-    config = make_config(tmp_path, output_dir, vault_server, stored, secrets=False)
+    """A KV path that does not exist: the early read fails quietly, and init raises the fetch's
+    NotFoundError naming the reference, as without it."""
+    missing = "{{{{ secret('vault:" + stored + "/missing#password') }}}}"
+    config = make_config(tmp_path, output_dir, vault_server, stored, secrets=False, template=missing)
+    with pytest.raises(NotFoundError, match=f"vault:{stored}/missing"):
+        run_init(config, timeout=30, sources=prepare(config))
+    assert not (output_dir / "password").exists()
+
+
+def test_nothing_starts_without_a_vault_reference_in_sight(
+    tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str
+) -> None:
+    """A reference the template builds at render time cannot be read from its text: no early login,
+    and the fetch logs in as it always did."""
+    built = "{{% set ref = '{ref}' %}}{{{{ secret(ref) }}}}"
+    config = make_config(tmp_path, output_dir, vault_server, stored, secrets=False, template=built)
     assert prepare(config) == {}
     run_init(config, timeout=30, sources={})
     assert (output_dir / "password").read_text() == SENTINEL
+
+
+def test_the_references_read_from_a_templates_text(tmp_path: Path) -> None:
+    """Quoted literals in ``secret(…)`` calls, as their base references; anything else is left to the
+    compile: a built reference, another scheme, an invalid reference, an unreadable source."""
+    text = (
+        "{{ secret('vault:kv/app#password') }} {{ secret(\"vault:kv/app#user\") }}"
+        "{{ secret( 'vault:pki/issue/web' , common_name='web.local') }}"
+        "{{ secret('vault:' ~ name) }} {{ secret('aws-sm:prod/api#key') }} {{ mysecret('vault:kv/x') }}"
+        "{{ secret('vault:') }} {{ secret('vault:kv/a\\'b') }}"
+    )
+    (tmp_path / "unreadable.tmpl").mkdir()
+    raw = {
+        "output_dir": str(tmp_path / "out"),
+        "vault": {"address": "http://127.0.0.1:1"},
+        "templates": [
+            {"contents": text, "destination": "a"},
+            {"source": "unreadable.tmpl", "destination": "b"},
+        ],
+    }
+    config = parse_config(raw, base_dir=tmp_path, environ={})
+    assert [str(ref) for ref in template_vault_refs(config)] == ["vault:kv/app", "vault:kv/app", "vault:pki/issue/web"]
 
 
 def test_an_earlier_runs_state_is_adopted_not_raced(

@@ -227,7 +227,7 @@ class VaultSource(SourceDefaults):
         #: ``prepare_early``'s thread, until the first ``fetch`` has waited for it; the KV values it
         #: read, until that fetch takes them (the rest is dropped then).
         self._early_done: threading.Event | None = None
-        self._early: dict[Reference, Fetched] = {}
+        self._early: dict[Reference, Fetched | SourceError] = {}
 
     @property
     def authenticator(self) -> VaultAuthenticator:
@@ -251,8 +251,8 @@ class VaultSource(SourceDefaults):
         """Logs in and looks up the mounts of ``refs``, as the first ``fetch`` would do before its
         reads, and reads those of them that are KV values: a KV read creates nothing (no lease, no
         certificate, no write), so reading one that turns out unused costs only the request. The
-        next ``fetch`` takes these values instead of reading them again; a failed read is left to
-        it, and reported by it. A path the policy refuses is neither looked up nor read.
+        next ``fetch`` takes these answers, a value or the reference's error, as its own instead of
+        sending the same requests again. A path the policy refuses is neither looked up nor read.
 
         Raises:
             SourceError: what that ``fetch`` would report for the login or a mount.
@@ -263,16 +263,17 @@ class VaultSource(SourceDefaults):
             self._policy.check_path(str(ref), ref.path)
             if self._kind(ref, self._mount_of(ref)) in ("kv1", "kv2"):
                 reads.append(ref)
-        early = {ref: got for ref, got in self._fetch_all(reads).items() if isinstance(got, Fetched)}
+        early = self._fetch_all(reads)
         with self._lock:
             self._early.update(early)
 
     def prepare_early(self, refs: Iterable[Reference]) -> None:
         """Runs ``prepare(refs)`` on a thread of its own and returns at once: ``injector init`` starts
         it before it loads the template engine, so Vault's round trips overlap that. The first
-        ``fetch`` waits for it (it does nothing that fetch would not do first), then goes on with
-        what it left. A failure is only logged at debug level: that fetch tries again and reports
-        it as it always did."""
+        ``fetch`` waits for it (its login, lookups and reads, the reads in parallel, are what that
+        fetch would send first), then goes on with what it left. A failed login or lookup is only
+        logged at debug level: that fetch tries again and reports it as it always did. A failed
+        read is that reference's error in the fetch's answer, as if the fetch had sent it."""
         refs = list(refs)
         done = threading.Event()
         self._early_done = done
@@ -293,7 +294,7 @@ class VaultSource(SourceDefaults):
         unique = list(dict.fromkeys(refs))
         if not unique:
             return {}
-        got: dict[Reference, Fetched | SourceError] = dict(self._take_early(unique))
+        got = self._take_early(unique)
         rest = [ref for ref in unique if ref not in got]
         if rest:
             try:
@@ -304,9 +305,9 @@ class VaultSource(SourceDefaults):
                 got.update(self._fetch_all(rest))
         return {ref: got[ref] for ref in unique}
 
-    def _take_early(self, refs: Sequence[Reference]) -> dict[Reference, Fetched]:
-        """What ``prepare`` read of ``refs``, once it has finished; the values it read that ``refs``
-        do not name are dropped (only the first fetch after it takes any)."""
+    def _take_early(self, refs: Sequence[Reference]) -> dict[Reference, Fetched | SourceError]:
+        """What ``prepare`` read of ``refs`` (values or errors), once it has finished; the answers
+        that ``refs`` do not name are dropped (only the first fetch after it takes any)."""
         done = self._early_done
         if done is not None:
             done.wait()

@@ -244,13 +244,19 @@ def test_early_values_the_fetch_does_not_name_are_dropped(
 def test_a_failed_early_read_is_reported_by_the_fetch(
     tmp_path: Path, output_dir: Path, vault_server: VaultServer, stored: str, token: str
 ) -> None:
-    """A KV path that does not exist: the early read fails quietly, and init raises the fetch's
-    NotFoundError naming the reference, as without it."""
+    """A KV path that does not exist: the early read's 404 is the fetch's answer for it, and init
+    raises the NotFoundError naming the reference that it raised without the early read, having
+    asked Vault once."""
     missing = "{{{{ secret('vault:" + stored + "/missing#password') }}}}"
     config = make_config(tmp_path, output_dir, vault_server, stored, secrets=False, template=missing)
+    dev = vault_server.dev
+    if dev is not None:
+        dev.reset_counts()
     with pytest.raises(NotFoundError, match=f"vault:{stored}/missing"):
         run_init(config, timeout=30, sources=prepare(config))
     assert not (output_dir / "password").exists()
+    if dev is not None:
+        assert dev.request_count(f"{stored}/data/missing") == 1
 
 
 def test_nothing_starts_without_a_vault_reference_in_sight(

@@ -5,7 +5,8 @@ Methods (``vault.auth.method``): ``token`` (``token_file``, re-read at every log
 login because the kubelet rotates it), ``approle`` (``role_id``/``role_id_file`` and
 ``secret_id_file``, re-read at every login, or a response-wrapped secret ID unwrapped once),
 ``jwt`` (``jwt_file``, re-read at every login), ``cert`` (the TLS client certificate) and ``aws``
-(iam: a signed ``sts:GetCallerIdentity``); the requests of the last three are in ``vault_methods``.
+(iam: a signed ``sts:GetCallerIdentity``); the requests of the last three are in ``vault_methods``,
+imported by the login that needs them (no other login loads that code).
 
 Lifecycle, as Vault Agent's auto-auth does it:
 
@@ -43,7 +44,6 @@ import hvac.exceptions
 import requests
 
 from injector.errors import AuthError, UnavailableError
-from injector.sources.vault_methods import aws_iam_login, cert_login, unwrap_secret_id
 
 if TYPE_CHECKING:
     from injector.config.model import VaultAuthConfig
@@ -281,8 +281,12 @@ class VaultAuthenticator:
             elif self.method == "jwt":
                 new = self._login_jwt()
             elif self.method == "cert":
+                from injector.sources.vault_methods import cert_login
+
                 new = self._from_login(cert_login(self._client, mount=self.mount, name=self._auth.name))
             elif self.method == "aws":
+                from injector.sources.vault_methods import aws_iam_login
+
                 new = self._from_login(
                     aws_iam_login(
                         self._client,
@@ -360,6 +364,8 @@ class VaultAuthenticator:
         consumed = (self._consumed or "").encode()
         if self._secret_id is not None and consumed and hmac.compare_digest(wrapping.encode(), consumed):
             return self._secret_id  # the same, already consumed, wrapping token: never unwrapped twice
+        from injector.sources.vault_methods import unwrap_secret_id
+
         secret_id = unwrap_secret_id(
             self._client, wrapping, expected_path=expected, where=self._login_what(), file=path
         )

@@ -354,6 +354,8 @@ def test_the_command_starts_the_login_before_importing_the_template_engine(
     assert imported.index("hvac.adapters") < first_jinja2
     # Jinja2's package __init__ never ran: neither its loaders nor its bytecode caches were imported.
     assert not {"jinja2", "jinja2.loaders", "jinja2.bccache", "pickle"} & set(imported)
+    # A token login loads none of the code of the cert, aws and wrapped-secret-ID logins.
+    assert "injector.sources.vault_methods" not in imported
     assert (output_dir / "password").read_text() == SENTINEL
 
 

@@ -103,6 +103,8 @@ def main(path: str) -> None:
         lean.http_server_without_html_entities()  # nor its health server the html package's
     if "urllib3.http2" in modules:
         lean.urllib3_without_http2_opt_in()  # before urllib3
+    if "idna" in modules and "idna.core" not in modules:
+        lean.requests_without_idna()  # before requests: the sidecar's requests did not run idna's __init__
     imported = skipped = 0
     steps: list[tuple[str, int, int, list[str]]] = []
     for label, names in groups(modules):

@@ -10,10 +10,10 @@ on. They are imported as the injector imports them, by the injector's own functi
 (``injector/_imports.py``, loaded alone): Jinja2 without running its package's ``__init__`` (the
 template loaders and bytecode caches); urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
-character-set detector (charset_normalizer, chardet); botocore without JMESPath; and of hvac, the
-modules of its HTTP adapter and of the four auth methods the Vault source calls
-(``injector/sources/vault_client.py``, loaded alone), without the package initialisers that
-import the rest of its API.
+character-set detector (charset_normalizer, chardet) and without running ``idna``'s ``__init__``;
+botocore without JMESPath; and of hvac, the modules of its HTTP adapter and of the four auth
+methods the Vault source calls (``injector/sources/vault_client.py``, loaded alone), without the
+package initialisers that import the rest of its API.
 With ``--clients`` it also builds one client per backend: for Vault the injector's own
 (``vault_client.Client``: hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
 (``botocore.session.get_session().create_client(service, …)``); it sends no request.
@@ -97,6 +97,7 @@ def main() -> None:
     aws = [b for b in backends if b != "vault"]
     lean.urllib3_without_http2_opt_in()
     if "vault" in backends:
+        lean.requests_without_idna()
         lean.requests_without_charset_detection()
         lean.hvac_without_its_catalogue()
         vault_client = injector_module("sources/vault_client")  # imports the hvac modules the source uses

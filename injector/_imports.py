@@ -19,6 +19,9 @@ an idle sidecar with 100 values and in start-up (``make bench``; the libraries' 
   opt-in and its ``importlib.metadata``) is not run: 0.4 MiB and about 3 ms.
 - ``requests_without_charset_detection``: requests gets no character-set detector: 3.2 MiB and
   about 10 ms.
+- ``requests_without_idna``: the ``idna`` package, which requests imports only to alias it as
+  ``requests.packages.idna``, loads its tables when a URL's host name is not ASCII, not at
+  import: 0.2 MiB.
 - ``botocore_without_jmespath``: JMESPath, the query language botocore imports for paginators,
   waiters and some services' endpoint rules, is loaded only if one of them runs. The AWS sources
   call ``GetParameters`` and ``BatchGetSecretValue``, which need none of them: 0.2 MiB.
@@ -49,6 +52,7 @@ __all__ = [
     "hvac_without_its_catalogue",
     "jinja2_without_its_loaders",
     "requests_without_charset_detection",
+    "requests_without_idna",
     "urllib3_without_http2_opt_in",
 ]
 
@@ -121,6 +125,18 @@ def requests_without_charset_detection() -> None:
         # requests warns once, at import, that it found no detector: that is the point.
         warnings.filterwarnings("ignore", message="Unable to find acceptable character detection")
         import requests  # noqa: F401
+
+
+def requests_without_idna() -> None:
+    """Defers the ``__init__`` of the ``idna`` package (``defer_package_inits``).
+
+    ``requests.packages`` imports ``idna`` for one thing: to alias it as ``requests.packages.idna``
+    (the names of requests' long-gone vendored copy). requests calls it only to encode a host name
+    that is not ASCII (``PreparedRequest.prepare_url``), and urllib3 likewise; that ``__init__``
+    imports the IDNA code and its Unicode tables (``idna.core``, ``idna.idnadata``). A Vault
+    address with a non-ASCII host name runs the ``__init__`` at its first request, which imports
+    nothing but the package's own modules and ``unicodedata``."""
+    defer_package_inits(("idna",))
 
 
 def botocore_without_jmespath() -> None:

@@ -233,6 +233,7 @@ def _vault(config: Config) -> Source:
     from injector import _imports
 
     _imports.urllib3_without_http2_opt_in()
+    _imports.requests_without_idna()  # before requests is imported
     _imports.requests_without_charset_detection()
     _imports.hvac_without_its_catalogue()
     from injector.sources.vault import build_vault_source

@@ -277,6 +277,35 @@ print(sys.modules.get("charset_normalizer"), sys.modules.get("chardet"), repr(re
     assert done.stdout.strip() == "None None 'été \ufffd'"
 
 
+def test_the_vault_source_loads_idnas_tables_only_for_a_host_that_needs_them(tmp_path: Path) -> None:
+    """Built in a fresh process, the Vault source imports requests without running the ``idna``
+    package's ``__init__`` (requests imports it only to alias it): neither its code nor its tables
+    are loaded, and an ASCII address prepares without them. A host name that is not ASCII is
+    encoded as before (IDNA 2008 with UTS 46), loading them then."""
+    (tmp_path / "token").write_text(TOKEN)
+    code = f"""
+import sys
+from pathlib import Path
+from injector.config.model import Config, VaultAuthConfig, VaultConfig
+from injector.sources import build_source
+auth = VaultAuthConfig(method="token", token_file=Path({str(tmp_path / "token")!r}))
+config = Config(path=None, base_dir=Path("."), output_dir=Path("out"),
+                vault=VaultConfig(address="http://127.0.0.1:9", auth=auth))
+build_source("vault", config)
+import requests
+ascii_url = requests.Request("GET", "http://vault.internal:8200/v1/secret/data/a").prepare().url
+print(ascii_url, sorted(m for m in sys.modules if m.startswith("idna.")))
+idn_url = requests.Request("GET", "http://BÜCHER.example/v1/secret/data/a").prepare().url
+print(idn_url, "idna.idnadata" in sys.modules, sys.modules["requests.packages.idna"] is sys.modules["idna"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "http://vault.internal:8200/v1/secret/data/a []",
+        "http://xn--bcher-kva.example/v1/secret/data/a True True",
+    ]
+
+
 def test_environment_settings_are_requests_own_read_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
     """Proxies (with NO_PROXY) and REQUESTS_CA_BUNDLE come out as requests computes them, and the
     environment is read once per host and settings, not at every request."""

@@ -224,11 +224,17 @@ def details(r: Results) -> str:
             "imports of hvac and botocore and building the clients); the baseline's time after its imports "
             "(client creation included). Wall times are whole processes.",
         ]
-        if even is not None:
+        if even is not None and even > 0:
             out += [
                 "",
                 f"A straight line through the two latencies puts the ratio at 0.5 at about **{even * 1000:.1f} ms** "
                 "per request.",
+            ]
+        elif even is not None:
+            out += [
+                "",
+                "A straight line through the two latencies keeps the ratio under 0.5 at every latency: it would "
+                "reach 0.5 only below 0 ms per request.",
             ]
         out.append("")
     if r.phases is not None:

@@ -7,10 +7,10 @@ its own there for the sidecar, so a pod holds one token and one set of dynamic c
 references, it builds the Vault source and starts its login, the lookups of those references'
 mounts and the reads of the KV values among them on a thread (``VaultSource.prepare_early``), so
 the round trips to Vault overlap importing Jinja2 and compiling the templates instead of following
-them. A Kubernetes or JWT login makes Vault ask another service,
-which is most of a small ``init``'s waiting. The references are those of ``secrets:`` and those a
-template writes as one quoted literal, ``secret("vault:…")``, found in its text (Jinja2 is not
-loaded yet); a reference the template builds at render time is looked up by the fetch, as before.
+them. A Kubernetes or JWT login makes Vault ask another service, which is most of a small
+``init``'s waiting. The references are those of ``secrets:`` and those a template writes as one
+quoted literal, ``secret("vault:…")``, found in its text (Jinja2 is not loaded yet); a reference
+the template builds at render time is looked up by the fetch, as before.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ def prepare(config: Config) -> dict[str, Source]:
     Nothing is started (an empty mapping) when neither the config's ``secrets:`` nor a template's
     text names a Vault reference (``template_vault_refs``), or when ``state_dir`` holds an
     earlier run's state (its token is adopted, and no new login may race that), or when the source
-    cannot be built (``run_init`` builds it again and reports why, where it always did). A login,
-    lookup or read that fails here is only logged at debug level: the first fetch, which waits for
-    this one, tries again and reports it as it always did.
+    cannot be built (``run_init`` builds it again and reports why, where it always did). A login or
+    lookup that fails here is only logged at debug level: the first fetch, which waits for this
+    one, tries again and reports it as it always did; a read that fails is that reference's error
+    in the fetch's answer, as if the fetch had sent it.
     """
     if config.vault is None:
         return {}

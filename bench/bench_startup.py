@@ -215,7 +215,9 @@ def run(
                 slow[1].append(walls[1])
         result.small_slow = (median(slow[0]), median(slow[1]))
         backends.set_latency(latency)
-        result.small_floor = library_floor(("vault",), clients=True, runs=runs, vault=backends.vault_address)
+        result.small_floor = library_floor(
+            ("vault",), clients=True, runs=runs, vault=backends.vault_address, paused=True
+        )
     init = ["-m", "injector", "init", "--config", str(no_aws), "--output-dir", str(out)]
     result.no_aws = _imports(init, out, state, env, import_runs)
     result.with_aws = _imports([str(BENCH / "phases.py"), str(with_aws)], out, state, env, import_runs)

@@ -451,9 +451,14 @@ def dataset_backends(vault_paths: int, sm: int, ssm: int) -> tuple[str, ...]:
     return tuple(name for name, n in (("vault", vault_paths), ("secretsmanager", sm), ("ssm", ssm)) if n)
 
 
-def library_floor(backends: Sequence[str], *, clients: bool, runs: int, vault: str = "", aws: str = "") -> LibraryFloor:
-    """Runs ``bench/libfloor.py`` ``runs`` times (``-m``, so from its .pyc like every other module)."""
+def library_floor(
+    backends: Sequence[str], *, clients: bool, runs: int, vault: str = "", aws: str = "", paused: bool = False
+) -> LibraryFloor:
+    """Runs ``bench/libfloor.py`` ``runs`` times (``-m``, so from its .pyc like every other module);
+    ``paused``: without the cyclic garbage collector, as ``injector init`` starts up (the floor of a
+    timed ``init``)."""
     command = [PYTHON, "-m", "libfloor", *backends, *(["--clients"] if clients else [])]
+    command += ["--paused"] if paused else []
     command += ["--vault", vault] if vault else []
     command += ["--aws", aws] if aws else []
     env = child_env({"PYTHONPATH": str(BENCH)})

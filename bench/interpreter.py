@@ -179,7 +179,7 @@ def small_init(root: Path, backends: Backends, scratch: Path, tmpfs: bool) -> tu
     env = clean_env(VAULT_TOKEN=backends.root_token)
     init = [CHROOT, str(root), f"{VENV}/bin/injector", "init", "--config", str(config), "--output-dir", str(out)]
     python = [CHROOT, str(root), f"{VENV}/bin/python", "-c", "pass"]
-    floor = [CHROOT, str(root), f"{VENV}/bin/python", "-m", "libfloor", "vault", "--clients"]
+    floor = [CHROOT, str(root), f"{VENV}/bin/python", "-m", "libfloor", "vault", "--clients", "--paused"]
     inits, pythons, floors = [], [], []
     backends.set_latency(0.002)
     try:

@@ -1,6 +1,6 @@
 """The libraries' floor: what a program costs that only imports the libraries a config needs.
 
-Usage: ``python bench/libfloor.py [--clients] [--vault URL] [--aws URL] BACKEND…`` with BACKEND among
+Usage: ``python bench/libfloor.py [--clients] [--paused] [--vault URL] [--aws URL] BACKEND…`` with BACKEND among
 ``vault``, ``secretsmanager``, ``ssm``. Prints one JSON line and exits.
 
 What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every config is a YAML file
@@ -17,6 +17,8 @@ package initialisers that import the rest of its API.
 With ``--clients`` it also builds one client per backend: for Vault the injector's own
 (``vault_client.Client``: hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
 (``botocore.session.get_session().create_client(service, …)``); it sends no request.
+With ``--paused`` all of it runs with the cyclic garbage collector off, as ``injector init`` starts
+up (``injector/process/hygiene.py``): the floor of the bench's ``init`` rows.
 
 Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after the imports),
 ``rss_kib`` (at the end), ``imports_s`` and ``clients_s`` (perf_counter).
@@ -45,13 +47,15 @@ def rss_kib() -> int:
     return 0
 
 
-def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
+def parse(argv: list[str]) -> tuple[list[str], bool, bool, str, str | None]:
     """The arguments, by hand: argparse would add its own imports to the floor."""
-    backends, clients, vault, aws = [], False, "http://127.0.0.1:8200", None
+    backends, clients, paused, vault, aws = [], False, False, "http://127.0.0.1:8200", None
     words = iter(argv)
     for word in words:
         if word == "--clients":
             clients = True
+        elif word == "--paused":
+            paused = True
         elif word == "--vault":
             vault = next(words)
         elif word == "--aws":
@@ -62,7 +66,7 @@ def parse(argv: list[str]) -> tuple[list[str], bool, str, str | None]:
             raise SystemExit(f"libfloor.py: unknown argument {word!r} (see the module docstring)")
     if not backends:
         raise SystemExit("libfloor.py: name at least one backend: vault, secretsmanager, ssm")
-    return backends, clients, vault, aws
+    return backends, clients, paused, vault, aws
 
 
 def injector_module(name: str):  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
@@ -86,7 +90,11 @@ def injector_module(name: str):  # -> types.ModuleType, unannotated: importing t
 
 
 def main() -> None:
-    backends, want_clients, vault, aws_url = parse(sys.argv[1:])
+    backends, want_clients, paused, vault, aws_url = parse(sys.argv[1:])
+    if paused:
+        import gc  # built in: nothing to load
+
+        gc.disable()
     python_kib = rss_kib()
     started = time.perf_counter()
     lean = injector_module("_imports")

@@ -37,6 +37,7 @@ from injector.errors import InjectorError, RenderError, SourceError, Unavailable
 from injector.handoff import Handoff
 from injector.handoff import load as load_handoff
 from injector.handoff import save as save_handoff
+from injector.process.hygiene import resume_collector
 from injector.refs import Reference
 from injector.sink import OutputFile, PublishResult, Sink
 from injector.sources import Fetched, LeasedSource, Source, StatefulSource, build_source
@@ -338,6 +339,7 @@ class Engine:
         files before they are read). ``patient`` (the sidecar): a permanent error is retried too,
         since a missing secret may yet appear; otherwise it raises at once (init, exec).
         """
+        resume_collector()  # start-up is over: from here on, failures and retries make garbage
         self.adopt_state()
         backoff = Backoff(self.config.refresh.min_backoff, self.config.refresh.max_backoff)
         while True:

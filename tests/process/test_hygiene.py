@@ -70,3 +70,35 @@ def test_one_malloc_arena_keeps_every_thread_in_the_main_arena() -> None:
 
     assert arenas("default") > 1
     assert arenas("one") == 1
+
+
+COLLECTOR = """
+import gc
+from injector.process.hygiene import pause_collector, release_memory, resume_collector
+pause_collector()
+assert not gc.isenabled()
+kept = [[] for _ in range(100)]  # built during start-up, kept
+resume_collector()
+assert gc.isenabled() and gc.get_freeze_count() >= 100  # start-up's objects set aside
+frozen = gc.get_freeze_count()
+resume_collector()  # again: already on, nothing more is frozen
+assert gc.isenabled() and gc.get_freeze_count() == frozen
+release_memory()  # after the first render: every object is the collector's again
+assert gc.isenabled() and gc.get_freeze_count() == 0
+cycle = []
+cycle.append(cycle)
+del cycle
+assert gc.collect() >= 1
+print("ok")
+"""
+
+
+def test_the_collector_is_paused_for_start_up_then_resumed_and_given_everything_back() -> None:
+    """pause_collector turns the collector off; resume_collector freezes what start-up built and
+    turns it on, once; release_memory unfreezes it all, and cycles are collected again."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-c", COLLECTOR], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -4,9 +4,9 @@ The command lines a pod runs (``injector init|sidecar --config FILE ...``) start
 click: ``injector.commands.parse`` reads them, and hands anything else to click (``injector.cli``).
 ``init``'s start-up runs without the cyclic garbage collector (``injector.process.hygiene``),
 which the engine turns back on when it begins to fetch: a pod waits for that start, and the
-collector's passes over what the imports build were about 10 ms of it. A sidecar's start-up keeps
-the collector: nobody waits for it, and without it the sidecar holds 0.2 MiB more for its whole
-life (bench/README.md).
+collector's passes over what the imports build were about 9 ms of it. A sidecar's start-up keeps
+the collector: nobody waits for it, and without it the sidecar holds 0.2–0.3 MiB more for its
+whole life (bench/README.md).
 """
 
 import os

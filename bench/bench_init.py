@@ -163,7 +163,8 @@ def run(
     plan = dataset.write_plan(backends, out_baseline, work / "plan.json")
     results = []
     floor = library_floor(
-        ("vault", "secretsmanager", "ssm"), clients=True,
+        ("vault", "secretsmanager", "ssm"),
+        clients=True,
         runs=runs,
         vault=backends.vault_address,
         aws=backends.aws_url,

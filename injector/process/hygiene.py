@@ -72,9 +72,9 @@ def resume_collector() -> None:
     (an exception and its traceback), so the collector runs from then on.
 
     What start-up built is frozen first (``gc.freeze``): the collector's passes skip it, where
-    otherwise the first pass would walk all of it at once, the cost the pause saved.
-    ``release_memory`` gives it back to the collector once the first render is done. Harmless if
-    the collector is on already.
+    otherwise the first pass would walk all of it at once, the cost the pause saved. A process
+    that runs on gives it back to the collector once its first render is done
+    (``release_memory``); ``init`` exits first. Harmless if the collector is on already.
     """
     if not gc.isenabled():
         gc.freeze()

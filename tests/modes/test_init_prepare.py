@@ -1,5 +1,7 @@
-"""``init``'s early Vault login (``modes.init.prepare``): it runs while the templates compile, it
-never races the token of an earlier run, and a failed one is reported once, by the fetch, as before.
+"""``init``'s start-up. Its early Vault login (``modes.init.prepare``) runs while the templates
+compile, never races the token of an earlier run, and a failed one is reported once, by the fetch,
+as before; and the command starts up without the cyclic garbage collector, which runs again once
+the fetch begins.
 
 Runs against the dev server, or unchanged against a real Vault when VAULT_ADDR/VAULT_TOKEN are set
 (the request counts need the dev server and say so).

@@ -17,8 +17,9 @@ after /readyz: the Python heap by package and by allocation site, and the module
 ``bench/floor.py`` imports those modules in a bare interpreter: the RSS that the imports alone
 cost. The plain run's ``/proc/PID/smaps`` says how the RSS splits between anonymous memory and
 the files mapped (the interpreter, extension modules, system libraries). Below both lies the
-libraries' floor: ``bench/libfloor.py`` (3 runs, medians) imports only Jinja2's sandbox, PyYAML and
-the backends' clients (hvac, botocore) the config needs, then builds those clients the plain way.
+libraries' floor: ``bench/libfloor.py --no-yaml`` (3 runs, medians) imports only Jinja2's sandbox and
+the backends' clients (hvac, botocore) the config needs, then builds those clients the plain way
+(a sidecar reads its config's YAML in a child process and imports no PyYAML).
 
 Busy: the 1,000-secret config (200 KV paths, 300 secrets, 300 parameters, 200 templates) with
 ``refresh.interval: 8s``, no jitter, backends at 2 ms. Measured: start → /readyz (first render,
@@ -186,8 +187,9 @@ def holders(backends: Backends, dataset: Dataset, scratch: Scratch, *, label: st
         result.floor = json.loads(floor.stdout)
     kinds = dataset_backends(dataset.vault_paths, dataset.sm, dataset.ssm)
     where = {"vault": backends.vault_address, "aws": backends.aws_url}
-    result.libraries = library_floor(kinds, clients=False, runs=3, **where)
-    result.with_clients = library_floor(kinds, clients=True, runs=3, **where)
+    # A sidecar reads its config's YAML in a child process: its floor has no PyYAML.
+    result.libraries = library_floor(kinds, clients=False, runs=3, with_yaml=False, **where)
+    result.with_clients = library_floor(kinds, clients=True, runs=3, with_yaml=False, **where)
     return result
 
 

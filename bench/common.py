@@ -452,13 +452,22 @@ def dataset_backends(vault_paths: int, sm: int, ssm: int) -> tuple[str, ...]:
 
 
 def library_floor(
-    backends: Sequence[str], *, clients: bool, runs: int, vault: str = "", aws: str = "", paused: bool = False
+    backends: Sequence[str],
+    *,
+    clients: bool,
+    runs: int,
+    vault: str = "",
+    aws: str = "",
+    paused: bool = False,
+    with_yaml: bool = True,
 ) -> LibraryFloor:
     """Runs ``bench/libfloor.py`` ``runs`` times (``-m``, so from its .pyc like every other module);
     ``paused``: without the cyclic garbage collector, as ``injector init`` starts up (the floor of a
-    timed ``init``)."""
+    timed ``init``); ``with_yaml=False``: without PyYAML, as a sidecar runs (its config's YAML is
+    read by a child process)."""
     command = [PYTHON, "-m", "libfloor", *backends, *(["--clients"] if clients else [])]
     command += ["--paused"] if paused else []
+    command += [] if with_yaml else ["--no-yaml"]
     command += ["--vault", vault] if vault else []
     command += ["--aws", aws] if aws else []
     env = child_env({"PYTHONPATH": str(BENCH)})

@@ -30,7 +30,7 @@ from libfloor import injector_module, rss_kib  # sys, os, time: nothing the floo
 #: ``P.*`` stands for every module under ``P`` that the sidecar imported: hvac's packages are
 #: imported without their initialisers, so their modules are named one by one.
 LIBRARIES = (
-    ("Jinja2's sandbox and PyYAML", ("jinja2.sandbox", "yaml")),
+    ("Jinja2's sandbox (and PyYAML, if the sidecar imported it)", ("jinja2.sandbox", "yaml")),
     ("hvac, with requests and urllib3", ("hvac.*",)),
     ("botocore", ("botocore.session",)),
 )

@@ -1,12 +1,12 @@
 """The libraries' floor: what a program costs that only imports the libraries a config needs.
 
-Usage: ``python bench/libfloor.py [--clients] [--paused] [--vault URL] [--aws URL] BACKEND…`` with BACKEND among
-``vault``, ``secretsmanager``, ``ssm``. Prints one JSON line and exits.
+Usage: ``python bench/libfloor.py [--clients] [--paused] [--no-yaml] [--vault URL] [--aws URL] BACKEND…``
+with BACKEND among ``vault``, ``secretsmanager``, ``ssm``. Prints one JSON line and exits.
 
 What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every config is a YAML file
-whose templates render in Jinja2's sandbox), then hvac for ``vault`` and ``botocore.session``
-for the AWS services: the template engine, the config parser and the clients the injector is built
-on. They are imported as the injector imports them, by the injector's own functions
+whose templates render in Jinja2's sandbox; ``--no-yaml``: Jinja2's only), then hvac for ``vault``
+and ``botocore.session`` for the AWS services: the template engine, the config parser and the
+clients the injector is built on. They are imported as the injector imports them, by the injector's own functions
 (``injector/_imports.py``, loaded alone): Jinja2 without running its package's ``__init__`` (the
 template loaders and bytecode caches); urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
@@ -18,7 +18,9 @@ With ``--clients`` it also builds one client per backend: for Vault the injector
 (``vault_client.Client``: hvac's ``JSONAdapter`` and the four auth method objects on it), for AWS the plain way
 (``botocore.session.get_session().create_client(service, …)``); it sends no request.
 With ``--paused`` all of it runs with the cyclic garbage collector off, as ``injector init`` starts
-up (``injector/process/hygiene.py``): the floor of the bench's ``init`` rows.
+up (``injector/process/hygiene.py``): the floor of the bench's ``init`` rows. With ``--no-yaml``
+it does not import PyYAML: a sidecar reads its config's YAML in a child process and never imports
+it (``injector/config/document.py``), so this is the floor of the sidecar rows.
 
 Output: ``python_kib`` (VmRSS before the first import), ``imports_kib`` (after the imports),
 ``rss_kib`` (at the end), ``imports_s`` and ``clients_s`` (perf_counter).
@@ -47,15 +49,17 @@ def rss_kib() -> int:
     return 0
 
 
-def parse(argv: list[str]) -> tuple[list[str], bool, bool, str, str | None]:
+def parse(argv: list[str]) -> tuple[list[str], bool, bool, bool, str, str | None]:
     """The arguments, by hand: argparse would add its own imports to the floor."""
-    backends, clients, paused, vault, aws = [], False, False, "http://127.0.0.1:8200", None
+    backends, clients, paused, with_yaml, vault, aws = [], False, False, True, "http://127.0.0.1:8200", None
     words = iter(argv)
     for word in words:
         if word == "--clients":
             clients = True
         elif word == "--paused":
             paused = True
+        elif word == "--no-yaml":
+            with_yaml = False
         elif word == "--vault":
             vault = next(words)
         elif word == "--aws":
@@ -66,7 +70,7 @@ def parse(argv: list[str]) -> tuple[list[str], bool, bool, str, str | None]:
             raise SystemExit(f"libfloor.py: unknown argument {word!r} (see the module docstring)")
     if not backends:
         raise SystemExit("libfloor.py: name at least one backend: vault, secretsmanager, ssm")
-    return backends, clients, paused, vault, aws
+    return backends, clients, paused, with_yaml, vault, aws
 
 
 def injector_module(name: str):  # -> types.ModuleType, unannotated: importing typing would weigh on the floor
@@ -90,7 +94,7 @@ def injector_module(name: str):  # -> types.ModuleType, unannotated: importing t
 
 
 def main() -> None:
-    backends, want_clients, paused, vault, aws_url = parse(sys.argv[1:])
+    backends, want_clients, paused, with_yaml, vault, aws_url = parse(sys.argv[1:])
     if paused:
         import gc  # built in: nothing to load
 
@@ -100,7 +104,9 @@ def main() -> None:
     lean = injector_module("_imports")
     lean.jinja2_without_its_loaders()
     import jinja2.sandbox  # noqa: F401 - importing is what is measured
-    import yaml  # noqa: F401
+
+    if with_yaml:
+        import yaml  # noqa: F401
 
     aws = [b for b in backends if b != "vault"]
     lean.urllib3_without_http2_opt_in()

@@ -239,7 +239,12 @@ def exec_(
     from injector.config.load import load_config
     from injector.modes.exec import ExecMode
 
-    config = load_config(config_path, overrides=_flag_overrides(output_dir=output_dir, health_address=health_address))
+    # Read in a child, as the sidecar's: this process runs as long as the command (config.document).
+    config = load_config(
+        config_path,
+        overrides=_flag_overrides(output_dir=output_dir, health_address=health_address),
+        elsewhere=True,
+    )
     code = ExecMode(config, command, revoke_on_exit=revoke_on_exit, timeout=timeout).run()
     sys.exit(code)
 

@@ -169,15 +169,18 @@ def run_parsed(parsed: Parsed) -> None:
             sys.exit(1)
 
 
-def start_up(log_level: str, log_format: str, config_path: Path, overrides: dict[str, str]) -> Any:
+def start_up(
+    log_level: str, log_format: str, config_path: Path, overrides: dict[str, str], *, elsewhere: bool = False
+) -> Any:
     """Logging, then no core dumps and one malloc arena, then the config: how every command that
-    renders begins."""
+    renders begins. ``elsewhere``: the config's YAML is parsed in a child process, so that this
+    one never imports PyYAML (a sidecar, which keeps what it imports for the pod's whole life)."""
     configure_logging(log_level, log_format)
     make_undumpable()
     one_malloc_arena()
     from injector.config.load import load_config
 
-    return load_config(config_path, overrides=overrides)
+    return load_config(config_path, overrides=overrides, elsewhere=elsewhere)
 
 
 def run_init(
@@ -206,7 +209,7 @@ def run_sidecar(
     *, config_path: Path, revoke_on_exit: bool, log_level: str, log_format: str, overrides: dict[str, str]
 ) -> NoReturn:
     """``injector sidecar``: keep every file fresh until SIGTERM, then exit with the loop's code."""
-    config = start_up(log_level, log_format, config_path, overrides)
+    config = start_up(log_level, log_format, config_path, overrides, elsewhere=True)
     from injector.modes.sidecar import Sidecar
 
     sys.exit(Sidecar(config, revoke_on_exit=revoke_on_exit).run())

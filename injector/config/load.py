@@ -1,5 +1,6 @@
-"""Parsing the YAML config: field by field, every error naming its field path.
+"""Validating the config: field by field, every error naming its field path.
 
+``injector.config.document`` reads the file and parses its YAML into plain values;
 ``injector.config.model`` holds the dataclasses; this module holds the entry points
 (``load_config``, ``parse_config``) and the machinery: ``_Fields`` (typed access that refuses
 unknown keys) and the per-section parsers.
@@ -16,8 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-
+from injector.config.document import check_yaml, load_yaml, parse_text, read_tree, read_tree_elsewhere
 from injector.config.model import (
     AUTH_METHODS,
     DEFAULT_MODE,
@@ -78,61 +78,6 @@ def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     if isinstance(aws, dict) and aws.get("endpoint_url") is None and "AWS_ENDPOINT_URL" in env:
         aws["endpoint_url"] = env["AWS_ENDPOINT_URL"]
     return data
-
-
-#: Bounds on a config document, checked on YAML events before anything is built from them.
-MAX_CONFIG_DEPTH = 64
-MAX_CONFIG_NODES = 100_000
-#: libyaml's parser with PyYAML's safe constructors, where PyYAML was built with libyaml (its
-#: wheels are): the same documents and values as ``yaml.safe_load``, parsed ten times faster.
-SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(text: str, *, max_depth: int, max_nodes: int) -> Any:
-    """``yaml.safe_load`` of ``text`` once ``check_yaml`` let it through, both on ``SAFE_LOADER``'s
-    parser: a document the check parsed is the document loaded.
-
-    Raises:
-        ValueError: the document is too deep or too large (``check_yaml``).
-        yaml.YAMLError: the text is not YAML.
-    """
-    check_yaml(text, max_depth=max_depth, max_nodes=max_nodes)
-    return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
-
-
-def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
-    """Refuses YAML nested deeper than ``max_depth`` or expanding to more than ``max_nodes`` nodes.
-
-    Works on the parser's events (the parser keeps an explicit stack, so it does not recurse),
-    counting each alias as the size of what its anchor stands for: nine levels of ten aliases
-    ("billion laughs") are 10**9 nodes once expanded, whoever expands them later (a message, a
-    template, ``json.dumps``). Messages give counts and limits, never document text.
-
-    Raises:
-        ValueError: the document is too deep or too large once aliases are expanded.
-        yaml.YAMLError: the text is not YAML.
-    """
-    sizes: dict[str, int] = {}
-    open_nodes: list[list[Any]] = [[None, 0]]  # per open collection: its anchor, its expanded size
-    for event in yaml.parse(text, Loader=SAFE_LOADER):
-        if isinstance(event, yaml.CollectionStartEvent):
-            if len(open_nodes) > max_depth:
-                raise ValueError(f"YAML nested deeper than {max_depth} levels")
-            open_nodes.append([event.anchor, 1])
-            continue
-        if isinstance(event, yaml.CollectionEndEvent):
-            anchor, size = open_nodes.pop()
-        elif isinstance(event, yaml.ScalarEvent):
-            anchor, size = event.anchor, 1
-        elif isinstance(event, yaml.AliasEvent):
-            anchor, size = None, sizes.get(str(event.anchor), 1)
-        else:
-            continue
-        if anchor is not None:
-            sizes[str(anchor)] = size
-        open_nodes[-1][1] += size
-        if open_nodes[-1][1] > max_nodes:
-            raise ValueError(f"YAML expands to more than {max_nodes} nodes once its aliases (*name) are expanded")
 
 
 def _get_dotted(data: Mapping[str, Any], dotted: str) -> Any:
@@ -701,30 +646,27 @@ def build_config(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> Co
 # --- entry points ---------------------------------------------------------------------------------
 
 
-
 def load_config(
     path: str | Path,
     *,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    elsewhere: bool = False,
 ) -> Config:
     """Reads and validates the YAML config at ``path``.
 
     Args:
         overrides: dotted keys (``output_dir``, ``health.address``) from CLI flags; they win.
         environ: the environment to read ``INJECTOR_*`` / ``VAULT_*`` from (default: os.environ).
+        elsewhere: read and parse the file's YAML in a child process, so that this one never
+            imports PyYAML (``injector.config.document``: what a long-lived sidecar does).
 
     Raises:
         ConfigError: ``FILE: field.path: what is wrong`` — one error, the first found.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; pass --config FILE or set INJECTOR_CONFIG") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    return load_config_text(text, path=path, overrides=overrides, environ=environ)
+    raw = read_tree_elsewhere(path) if elsewhere else read_tree(path)
+    return parse_config(raw, path=path, overrides=overrides, environ=environ)
 
 
 def load_config_text(
@@ -739,19 +681,7 @@ def load_config_text(
 
     ``base_dir`` (default: ``path``'s folder) is where relative sources and ``file:`` references resolve.
     """
-    try:
-        raw = load_yaml(text, max_depth=MAX_CONFIG_DEPTH, max_nodes=MAX_CONFIG_NODES)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: refused: {exc}") from None
-    except yaml.MarkedYAMLError as exc:
-        # Only the position and the problem: the snippet YAML adds could quote a line of the file.
-        mark = exc.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: invalid YAML") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    raw = parse_text(text, path)
     return parse_config(raw, path=path, base_dir=base_dir, overrides=overrides, environ=environ)
 
 

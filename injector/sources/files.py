@@ -27,8 +27,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from injector.errors import AccessDeniedError, NotFoundError, SourceError, UnavailableError
 from injector.refs import Reference, Secret
 from injector.sources import Fetched, SourceDefaults
@@ -226,7 +224,10 @@ class FileSource(SourceDefaults):
         self._limits.check_text(str(ref), text, ref=str(ref))
         value: str | bytes | Mapping[str, Any] = text
         if isinstance(text, str) and path.suffix in (".yaml", ".yml"):
-            from injector.config.load import load_yaml
+            # Imported here: a sidecar that reads no YAML file never loads PyYAML (config.document).
+            import yaml
+
+            from injector.config.document import load_yaml
 
             try:
                 parsed = load_yaml(text, max_depth=self._limits.max_depth, max_nodes=max(1, len(text)))

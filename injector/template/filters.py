@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import shlex
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import yaml
 
 from injector.errors import RenderError
 from injector.template.values import Binary, Pending, to_plain, to_template_value
@@ -85,15 +84,23 @@ def fromjson(value: Any) -> Any:
     return to_template_value(parsed, label="fromjson", named_keys=False)
 
 
-class _YamlDumper(yaml.SafeDumper):
-    """Block style; multi-line strings (certificates, keys) as ``|`` literal blocks."""
+@functools.cache
+def _block_dumper() -> Any:
+    """PyYAML's safe dumper with block style and multi-line strings (certificates, keys) as ``|``
+    literal blocks. Made at the first ``toyaml``: a sidecar whose templates never call it does not
+    import PyYAML (``injector.config.document``)."""
+    import yaml
+
+    class BlockDumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+    BlockDumper.add_representer(str, represent_str)
+    return BlockDumper
 
 
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-
-_YamlDumper.add_representer(str, _represent_str)
 _WIDE = 2**31
 
 
@@ -106,6 +113,8 @@ def toyaml(value: Any, indent: int = 2) -> Any:
     """
     if isinstance(value, Pending):
         return value
+    import yaml
+
     plain = to_plain(value)
     if isinstance(plain, str):
         text = yaml.dump(plain, Dumper=yaml.SafeDumper, default_style='"', width=_WIDE, allow_unicode=True)
@@ -114,7 +123,7 @@ def toyaml(value: Any, indent: int = 2) -> Any:
     else:
         text = yaml.dump(
             plain,
-            Dumper=_YamlDumper,
+            Dumper=_block_dumper(),
             default_flow_style=False,
             sort_keys=False,
             allow_unicode=True,

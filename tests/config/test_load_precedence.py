@@ -98,17 +98,17 @@ class TestOneYamlParser:
     """The config and ``file:`` YAML are checked and loaded by one parser: libyaml's, where PyYAML has it."""
 
     def test_libyaml_parses_when_pyyaml_has_it(self):
-        from injector.config.load import SAFE_LOADER
+        from injector.config.document import safe_loader
 
         if not yaml.__with_libyaml__:
             pytest.skip("this PyYAML was built without libyaml: the pure-Python loader is the only one")
-        assert SAFE_LOADER is yaml.CSafeLoader
+        assert safe_loader() is yaml.CSafeLoader
 
     def test_the_pure_python_parser_never_runs(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         """Loading a config never touches PyYAML's pure-Python reader (what ``yaml.safe_load`` uses)."""
-        from injector.config.load import SAFE_LOADER
+        from injector.config.document import safe_loader
 
-        if SAFE_LOADER is yaml.SafeLoader:
+        if safe_loader() is yaml.SafeLoader:
             pytest.skip("this PyYAML was built without libyaml")
 
         def refuse(*_: object, **__: object) -> None:

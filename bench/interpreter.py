@@ -165,7 +165,7 @@ def floor_rss(root: Path, backends: Backends, label: str) -> float:
     values = []
     for _ in range(3):
         done = subprocess.run(
-            [CHROOT, str(root), f"{VENV}/bin/python", "-m", "libfloor", *kinds],
+            [CHROOT, str(root), f"{VENV}/bin/python", "-m", "libfloor", *kinds, "--no-yaml"],  # as a sidecar
             capture_output=True, text=True, env=env, timeout=120, check=True,
         )  # fmt: skip
         values.append(json.loads(done.stdout)["imports_kib"] / 1024)

@@ -17,7 +17,7 @@ the bench's dev Vault and moto on 127.0.0.1:
 
 - idle sidecars of 100 values (Vault only, and mixed: Vault + Secrets Manager + SSM), 10 s after
   /readyz, max VmRSS of 10 samples, as in ``make bench``;
-- ``bench/libfloor.py`` (the libraries a config needs, imported; 3 runs, medians), on the same
+- ``bench/libfloor.py --no-yaml`` (the libraries a sidecar needs, imported; 3 runs, medians), on the same
   interpreter;
 - the 10-value Vault-only ``injector init`` at 2 ms per request against ``python3 -c pass`` and
   ``libfloor.py vault --clients`` (Jinja2, PyYAML and hvac imported, a client built), 7 alternating

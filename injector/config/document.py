@@ -83,8 +83,12 @@ def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
     ("billion laughs") are 10**9 nodes once expanded, whoever expands them later (a message, a
     template, ``json.dumps``). Messages give counts and limits, never document text.
 
+    A collection that contains itself (an alias inside its own anchor) is refused too: nothing
+    can walk it to an end.
+
     Raises:
-        ValueError: the document is too deep or too large once aliases are expanded.
+        ValueError: the document is too deep, too large once aliases are expanded, or contains
+            itself.
         yaml.YAMLError: the text is not YAML.
     """
     import yaml
@@ -102,6 +106,9 @@ def check_yaml(text: str, *, max_depth: int, max_nodes: int) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             anchor, size = event.anchor, 1
         elif isinstance(event, yaml.AliasEvent):
+            if any(node[0] == event.anchor for node in open_nodes):
+                # ``&a [*a]``: a collection inside itself, which no config, template or JSON can use.
+                raise ValueError("YAML refers to a collection from inside it (an alias inside its own anchor)")
             anchor, size = None, sizes.get(str(event.anchor), 1)
         else:
             continue

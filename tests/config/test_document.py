@@ -64,6 +64,7 @@ ERRORS = {
     "not YAML": "a: [1, 2\nb: 3\n",
     "tabs": "a:\n\t- 1\n",
     "too deep": "a: " + "[" * 70 + "]" * 70 + "\n",
+    "inside itself": "templates: &t [*t]\n",
     "billion laughs": "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     + "".join(f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join([f'*{chr(97 + n)}'] * 10)}]\n" for n in range(5)),
 }

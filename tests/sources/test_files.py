@@ -148,6 +148,12 @@ class TestLimits:
         error = fetch(FileSource(base_dir=layout["root"]), "file:laughs.yaml")
         assert isinstance(error, SourceError) and "aliases" in str(error)
 
+    def test_a_yaml_file_that_contains_itself_is_that_references_error(self, layout):
+        """``&a [*a]``, a collection inside itself, is refused, not handed to templates to walk."""
+        (layout["root"] / "loop.yaml").write_text("a: &a [1, *a]\n")
+        error = fetch(FileSource(base_dir=layout["root"]), "file:loop.yaml")
+        assert isinstance(error, SourceError) and "inside" in str(error)
+
     def test_large_file_is_refused_by_size(self, layout):
         """A file over limits.max_secret_bytes is refused, naming the limit."""
         (layout["root"] / "big").write_bytes(b"x" * 2048)

@@ -231,20 +231,20 @@ def exec_(
     command: tuple[str, ...],
 ) -> None:
     configure_logging(log_level, log_format)
-    from injector.process.spawn import reap_zombies_if_pid1
-
-    reap_zombies_if_pid1()
     make_undumpable()
-    one_malloc_arena()
+    one_malloc_arena()  # before any thread: the reaper's is the first
     from injector.config.load import load_config
     from injector.modes.exec import ExecMode
+    from injector.process.spawn import reap_zombies_if_pid1
 
     # Read in a child, as the sidecar's: this process runs as long as the command (config.document).
+    # Before the reaper starts, whose fallback (``waitpid(-1)``) could take that child's status.
     config = load_config(
         config_path,
         overrides=_flag_overrides(output_dir=output_dir, health_address=health_address),
         elsewhere=True,
     )
+    reap_zombies_if_pid1()
     code = ExecMode(config, command, revoke_on_exit=revoke_on_exit, timeout=timeout).run()
     sys.exit(code)
 

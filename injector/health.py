@@ -17,6 +17,7 @@ import logging
 import os
 import selectors
 import socket
+import socketserver
 import sys
 import threading
 from collections.abc import Callable
@@ -67,6 +68,14 @@ class _Server(HTTPServer):
         self.health = health
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Binds as ``HTTPServer`` does, without its ``socket.getfqdn`` of the address: a reverse DNS
+        lookup at start-up (a query to the cluster's resolver for ``0.0.0.0``, which can take the
+        resolver's whole timeout), for a name only CGI scripts read."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
         if not self._slots.acquire(timeout=BUSY_WAIT):

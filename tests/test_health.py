@@ -285,6 +285,26 @@ class TestServer:
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
             pass
 
+    def test_start_asks_no_resolver(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Binding looks up no name for the address (``HTTPServer`` would ask the resolver for the
+        address's name, and wait its whole timeout where DNS is slow): the server starts and answers
+        with every lookup failing."""
+        asked: list[str] = []
+
+        def no_resolver(name: str = "") -> str:
+            asked.append(name)
+            raise OSError("no resolver here")
+
+        for lookup in ("getfqdn", "gethostbyaddr"):
+            monkeypatch.setattr(socket, lookup, no_resolver)
+        server = HealthServer("127.0.0.1:0", live=lambda: (True, ""), ready=lambda: (True, ""), registry=Registry())
+        server.start()
+        try:
+            assert Served(server, Checks(), Registry()).request("/healthz")[::2] == (200, b"ok\n")
+        finally:
+            server.stop()
+        assert asked == []
+
     @pytest.mark.parametrize(
         ("address", "expected"),
         [("0.0.0.0:8099", ("0.0.0.0", 8099)), (":8099", ("0.0.0.0", 8099)), ("[::1]:9000", ("::1", 9000))],

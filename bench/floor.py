@@ -1,11 +1,12 @@
 """The import floor: the RSS of a bare interpreter that imports what a sidecar imported, nothing else.
 
 Usage: ``python bench/floor.py MODULES.json`` (a heap snapshot of ``bench/heapshot.py``, which lists
-``modules`` and ``blocked``). Makes the ``blocked`` names unimportable, as the sidecar did, then
-imports the modules in ``modules`` one group at a time (``groups``): first the libraries the config
-needs, as ``bench/libfloor.py`` imports them, then the rest of the libraries' modules, the standard
-library's modules beyond theirs, and the injector's own, in the order data flows through it. A
-module that fails to import on its own is skipped and counted. Prints JSON:
+``modules``, ``blocked`` and ``deferred``). Makes the ``blocked`` names unimportable and defers what
+the sidecar deferred, as the sidecar did, then imports the modules in ``modules`` one group at a
+time (``groups``): first the libraries the config needs, as ``bench/libfloor.py`` imports them, then
+the rest of the libraries' modules, the standard library's modules beyond theirs, and the injector's
+own, in the order data flows through it. A module that fails to import on its own is skipped and
+counted. Prints JSON:
 ``{"rss_kib": …, "python_kib": …, "imported": …, "skipped": …, "steps": [[label, rss_kib, count,
 names], …]}``, where ``python_kib`` is the RSS before the first import, each step's ``rss_kib`` is
 the RSS once its group is imported, and ``count`` and ``names`` the modules it added (a module's
@@ -97,6 +98,9 @@ def main(path: str) -> None:
 
     # As the injector's sources load the libraries, with the injector's own functions:
     lean = injector_module("_imports")
+    unused_stdlib = getattr(lean, "UNUSED_STDLIB", {})
+    if any(name in unused_stdlib for name in snapshot.get("deferred", [])):
+        lean.stdlib_without_unused_modules()  # first, as every injector process does
     if "jinja2.loaders" not in modules:
         lean.jinja2_without_its_loaders()  # the sidecar's templates did not run Jinja2's __init__
     if "html.entities" not in modules:

@@ -16,7 +16,8 @@ with an earlier one. What the JSON holds:
 - ``grown_since_first``: the 25 sites that grew the most since the first snapshot;
 - ``modules``: every module imported by then (``bench/floor.py`` imports the same in a bare
   interpreter: what the imports alone cost); ``blocked``: the names the process made unimportable
-  (``sys.modules[name] is None``), which the floor blocks too.
+  (``sys.modules[name] is None``), which the floor blocks too; ``deferred``: the modules
+  registered but not run (``injector._imports.DeferredModule``), which the floor defers too.
 
 tracemalloc costs memory and CPU of its own: use it to find holders, never for the RSS figures.
 """
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     import tracemalloc
 
 IMPORTS = "(module code: imports)"
+#: The class of a module whose code ``injector._imports`` deferred and nothing has run yet (its
+#: earlier name too, for older commits).
+DEFERRED = ("DeferredModule", "DeferredPackage")
 
 
 def package_of(filename: str) -> str:
@@ -96,9 +100,11 @@ def imported(own: set[str]) -> dict[str, list[str]]:
     """The modules the process imported (``modules``) and made unimportable (``blocked``), but
     ``own``: the modules that importing ``tracemalloc`` here added."""
     present = {name: module for name, module in sys.modules.items() if name not in own}
+    deferred = {name for name, module in present.items() if type(module).__name__ in DEFERRED}
     return {
-        "modules": sorted(name for name, module in present.items() if module is not None),
+        "modules": sorted(name for name, module in present.items() if module is not None and name not in deferred),
         "blocked": sorted(name for name, module in present.items() if module is None),
+        "deferred": sorted(deferred),
     }
 
 

@@ -7,8 +7,10 @@ What it does, and nothing else: imports ``jinja2.sandbox`` and ``yaml`` (every c
 whose templates render in Jinja2's sandbox; ``--no-yaml``: Jinja2's only), then hvac for ``vault``
 and ``botocore.session`` for the AWS services: the template engine, the config parser and the
 clients the injector is built on. They are imported as the injector imports them, by the injector's own functions
-(``injector/_imports.py``, loaded alone): Jinja2 without running its package's ``__init__`` (the
-template loaders and bytecode caches); urllib3 without running its ``http2`` package's
+(``injector/_imports.py``, loaded alone): first, as every ``injector`` process begins, the
+standard library's modules that the libraries import for what the injector seldom or never does
+(zip archives, compressors, MIME types, XML …) are loaded but not run; then Jinja2 without running
+its package's ``__init__`` (the template loaders and bytecode caches); urllib3 without running its ``http2`` package's
 ``__init__`` (the HTTP/2 opt-in, which imports importlib.metadata); requests without its optional
 character-set detector (charset_normalizer, chardet) and without running ``idna``'s ``__init__``;
 botocore without JMESPath; and of hvac, the modules of its HTTP adapter and of the four auth
@@ -102,6 +104,7 @@ def main() -> None:
     python_kib = rss_kib()
     started = time.perf_counter()
     lean = injector_module("_imports")
+    getattr(lean, "stdlib_without_unused_modules", lambda: None)()  # first, as every injector process does
     lean.jinja2_without_its_loaders()
     import jinja2.sandbox  # noqa: F401 - importing is what is measured
 

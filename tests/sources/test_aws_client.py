@@ -166,5 +166,5 @@ print(json.dumps({{"values": values, "loaded": loaded, "deferred": deferred,
     path = {"one": "p1", "two": "p2"}
     assert result["values"] == {"aws-sm:app": "s1", "aws-ssm:/app/one": "p1", "aws-ssm:/app/": path}
     assert result["loaded"] == []
-    assert result["deferred"] == "DeferredPackage"
+    assert result["deferred"] == "DeferredModule"
     assert result["search"] == 1

@@ -61,9 +61,10 @@ class Compiled:
 
 
 def imported_modules() -> list[Path]:
-    """The source file of every module loaded by importing each of the injector's modules and
-    ``_LOADED_LATER``: the modules an ``init``, a sidecar or the webhook can run (frozen and
-    built-in modules, which have no source file, left out)."""
+    """The source file of every module loaded by importing each of the injector's modules,
+    ``_LOADED_LATER`` and the standard library's modules whose code runs at their first use
+    (``injector._imports.UNUSED_STDLIB``): the modules an ``init``, a sidecar or the webhook can
+    run (frozen and built-in modules, which have no source file, left out)."""
     import injector
 
     for module in pkgutil.walk_packages(injector.__path__, "injector."):
@@ -75,7 +76,9 @@ def imported_modules() -> list[Path]:
             # An optional dependency this installation lacks (the webhook extra's jsonpatch): the
             # module cannot run here either, so there is nothing of it to compile.
             logger.debug("%s not imported: %s is not installed", module.name, exc.name)
-    for name in _LOADED_LATER:
+    from injector._imports import UNUSED_STDLIB
+
+    for name in (*_LOADED_LATER, *UNUSED_STDLIB):
         importlib.import_module(name)
     files = set()
     for loaded in list(sys.modules.values()):

@@ -16,7 +16,7 @@ with an earlier one. What the JSON holds:
 - ``grown_since_first``: the 25 sites that grew the most since the first snapshot;
 - ``modules``: every module imported by then (``bench/floor.py`` imports the same in a bare
   interpreter: what the imports alone cost); ``blocked``: the names the process made unimportable
-  (``sys.modules[name] is None``), which the floor blocks too; ``deferred``: the modules
+  (``sys.modules[name] is None``), which the floor blocks too; ``deferred``: those of ``modules``
   registered but not run (``injector._imports.DeferredModule``), which the floor defers too.
 
 tracemalloc costs memory and CPU of its own: use it to find holders, never for the RSS figures.
@@ -102,7 +102,7 @@ def imported(own: set[str]) -> dict[str, list[str]]:
     present = {name: module for name, module in sys.modules.items() if name not in own}
     deferred = {name for name, module in present.items() if type(module).__name__ in DEFERRED}
     return {
-        "modules": sorted(name for name, module in present.items() if module is not None and name not in deferred),
+        "modules": sorted(name for name, module in present.items() if module is not None),
         "blocked": sorted(name for name, module in present.items() if module is None),
         "deferred": sorted(deferred),
     }

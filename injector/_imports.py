@@ -260,9 +260,10 @@ class DeferredModule(types.ModuleType):
     for a name meanwhile, would wait for ever. The injector asks its deferred packages for no such
     name (its modules import their submodules, which do not run an ``__init__``), and the modules
     whose code may run later (JMESPath's in a botocore call, ``html``'s at an error page, the
-    standard library's of ``UNUSED_STDLIB``) import only modules that are imported already by
-    then, or are deferred themselves; code that wants a whole module from several threads at once
-    should import it before the injector defers it."""
+    standard library's of ``UNUSED_STDLIB``) import only modules whose own code asks no deferred
+    module for a name: modules imported already by then, extension modules, deferred ones, and
+    ``_compression`` (``bz2``'s and ``lzma``'s); code that wants a whole module from several
+    threads at once should import it before the injector defers it."""
 
     def __getattr__(self, name: str) -> Any:
         if name == "__path__" and not _is_package(self):

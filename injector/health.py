@@ -70,9 +70,9 @@ class _Server(HTTPServer):
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
-        """Binds as ``HTTPServer`` does, without its ``socket.getfqdn`` of the address: a reverse DNS
-        lookup at start-up (a query to the cluster's resolver for ``0.0.0.0``, which can take the
-        resolver's whole timeout), for a name only CGI scripts read."""
+        """Binds as ``HTTPServer`` does, without its ``socket.getfqdn`` of the address: DNS lookups
+        at start-up (for ``0.0.0.0``, the host's name, then its address in reverse DNS, which can
+        take the resolver's whole timeout), for a name only CGI scripts read."""
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
